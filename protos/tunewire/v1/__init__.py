@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code of the tunewire.v1 API (see protos/generate.sh)."""

@@ -1,0 +1,1 @@
+"""The tunewire suggestion server: a stateless gRPC service over a SQL database."""

@@ -1,0 +1,75 @@
+"""The algorithm interface the service calls inside a SuggestTrials request."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tunewire.server.space import Params
+from tunewire.server.study import StudySpec, TrialState
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished trial as algorithms see it: its configuration, state and final metrics.
+
+    `metrics` is None for INFEASIBLE and FAILED trials; STOPPED_EARLY trials carry the
+    metrics they completed with (see docs on early stopping in the README)."""
+
+    trial_id: int
+    params: Params
+    state: TrialState
+    metrics: Mapping[str, float] | None
+
+
+@dataclass(frozen=True)
+class SuggestRequest:
+    """Everything an algorithm may use. Suggestions must depend on nothing else."""
+
+    spec: StudySpec
+    observations: Sequence[Observation]
+    pending: Sequence[Params]  # ACTIVE and REQUESTED trials' configurations
+    count: int
+    trial_index: int  # trials the study has created so far; seeds sequence-based algorithms
+
+
+class Algorithm(Protocol):
+    """Proposes up to `request.count` valid configurations.
+
+    Returning fewer than asked means the algorithm has nothing more to offer (e.g. a
+    finished grid); the study then completes once its running trials finish.
+    """
+
+    def suggest(self, request: SuggestRequest) -> list[Params]: ...
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from the study seed and counters: stable across processes."""
+    text = ":".join(str(p) for p in (seed, *parts)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+def rng_for(request: SuggestRequest) -> np.random.Generator:
+    return np.random.default_rng(derived_seed(request.spec.seed, request.trial_index))
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The algorithm of that name (validated by StudySpec)."""
+    from tunewire.server.algorithms.grid import GridSearch
+    from tunewire.server.algorithms.random_search import RandomSearch, SobolSearch
+
+    if name == "random":
+        return RandomSearch()
+    if name == "sobol":
+        return SobolSearch()
+    if name == "grid":
+        return GridSearch()
+    if name == "gp":
+        from tunewire.server.algorithms.gp import GaussianProcessSearch
+
+        return GaussianProcessSearch()
+    raise ValueError(f"unknown algorithm {name!r}")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the tunewire schema, applied when the server starts."""

@@ -1,0 +1,1 @@
+"""Storage of studies, trials and measurements in SQLite or PostgreSQL (SQLAlchemy)."""

@@ -1,0 +1,1 @@
+"""The tunewire trainer worker: trains PyTorch networks from suggested hyperparameters."""

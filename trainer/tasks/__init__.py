@@ -1,0 +1,1 @@
+"""Built-in training tasks and their default search spaces."""
