@@ -211,7 +211,8 @@ class TuningServiceServicer:
 
     def ReleaseTrial(self, request, context):
         """Gives a trial back unfinished (e.g. the worker is shutting down): it is
-        offered to the next worker at once, keeping its reports.
+        offered to the next worker at once, which starts it afresh (its reports and
+        any stop decision are discarded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

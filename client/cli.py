@@ -1,0 +1,236 @@
+"""The `tunewire` command line: serve, study, trial, train, demo.
+
+Client commands read --server/--token/--tls-ca or TUNEWIRE_SERVER/TUNEWIRE_TOKEN/
+TUNEWIRE_TLS_CA; `serve` reads its flags or TUNEWIRE_<FLAG> (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from dataclasses import fields
+from typing import Any
+
+from tunewire.client.client import TrialRecord, TunewireClientError, TuningClient
+from tunewire.client.spec import SpecError, load_spec_file
+from tunewire.v1 import study_pb2 as pb
+
+
+def _client(args: argparse.Namespace) -> TuningClient:
+    return TuningClient(
+        args.server, token=args.token or None, tls=args.tls, tls_ca=args.tls_ca or None,
+        timeout=args.timeout, retry_timeout=args.timeout,
+    )
+
+
+def _add_client_flags(p: argparse.ArgumentParser) -> None:
+    env = os.environ
+    p.add_argument("--server", default=env.get("TUNEWIRE_SERVER", "localhost:50051"),
+                   help="server address host:port (env TUNEWIRE_SERVER)")
+    p.add_argument("--token", default=env.get("TUNEWIRE_TOKEN", ""),
+                   help="bearer token (env TUNEWIRE_TOKEN)")
+    p.add_argument("--tls", action="store_true", default=bool(env.get("TUNEWIRE_TLS")),
+                   help="connect with TLS (env TUNEWIRE_TLS)")
+    p.add_argument("--tls-ca", default=env.get("TUNEWIRE_TLS_CA", ""),
+                   help="CA certificate PEM for TLS (env TUNEWIRE_TLS_CA)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _study_summary(study: pb.Study) -> str:
+    c = study.trial_counts
+    state = pb.StudyState.Name(study.state).removeprefix("STUDY_STATE_").lower()
+    metrics = ", ".join(
+        f"{m.name} ({pb.Goal.Name(m.goal).removeprefix('GOAL_').lower()})" for m in study.spec.metrics
+    )
+    rule = study.spec.early_stopping.WhichOneof("rule") or "none"
+    return (
+        f"study {study.name}: {state}, algorithm {study.spec.algorithm}, metrics {metrics}, "
+        f"early stopping {rule}\n"
+        f"  trials: {c.completed} completed, {c.stopped_early} stopped early, {c.active} active, "
+        f"{c.requested} requested, {c.infeasible} infeasible, {c.failed} failed, {c.lost} lost"
+        + (f" (budget {study.spec.max_trials})" if study.spec.max_trials else "")
+    )
+
+
+def _trial_line(t: TrialRecord) -> str:
+    metrics = ", ".join(f"{k}={v:.5g}" for k, v in (t.final_metrics or {}).items())
+    extra = ""
+    if t.stopped_at_step is not None:
+        extra = f" [stopped at step {t.stopped_at_step} by {t.stop_rule}]"
+    if t.reason:
+        extra += f" [{t.reason}]"
+    return f"  #{t.id:<4} {t.state:<13} {metrics:<40} {_format_params(t.params)}{extra}"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tunewire.server.app import ServerSettings, serve
+    from tunewire.server.logs import configure_logging
+
+    settings = ServerSettings.from_env()
+    for f in fields(ServerSettings):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(settings, f.name, value)
+    configure_logging(settings.log_format)
+    serve(settings)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "create":
+        spec = load_spec_file(args.file)
+        name = args.name or spec.get("name")
+        if not name:
+            raise SpecError("give the study name as an argument or as 'name' in the file")
+        study = client.create_study(str(name), spec)
+        print(_study_summary(study))
+    elif args.action == "list":
+        for study in client.list_studies():
+            print(_study_summary(study))
+    elif args.action == "show":
+        study = client.get_study(args.name)
+        print(_study_summary(study))
+        for t in client.list_trials(args.name, measurements=False):
+            print(_trial_line(t))
+    elif args.action == "best":
+        best = client.best_trials(args.name, args.count)
+        if not best:
+            print(f"study {args.name}: no finished trial yet")
+        for t in best:
+            print(_trial_line(t))
+    elif args.action == "export":
+        trials = client.list_trials(args.name, measurements=args.format == "json")
+        text = _export(trials, args.format)
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+    elif args.action == "delete":
+        client.delete_study(args.name)
+        print(f"deleted study {args.name}")
+    elif args.action == "stop":
+        print(_study_summary(client.stop_study(args.name)))
+    elif args.action == "resume":
+        print(_study_summary(client.resume_study(args.name)))
+    return 0
+
+
+def _export(trials: list[TrialRecord], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([t.__dict__ for t in trials], indent=2, default=str) + "\n"
+    params = sorted({k for t in trials for k in t.params})
+    metrics = sorted({k for t in trials for k in (t.final_metrics or {})})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["trial_id", "state", "worker_id", "reason", "stopped_at_step"] + params + metrics)
+    for t in trials:
+        writer.writerow(
+            [t.id, t.state, t.worker_id, t.reason,
+             "" if t.stopped_at_step is None else t.stopped_at_step]
+            + [t.params.get(p, "") for p in params]
+            + [(t.final_metrics or {}).get(m, "") for m in metrics]
+        )
+    return out.getvalue()
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for t in client.list_trials(args.name, args.state or (), measurements=False):
+        print(_trial_line(t))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tunewire.server.app import ServerSettings
+
+    parser = argparse.ArgumentParser(prog="tunewire", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the suggestion server")
+    for f in fields(ServerSettings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = int if f.type in ("int", int) else str
+        serve.add_argument(flag, type=kind, default=None,
+                           help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
+                                f"TUNEWIRE_{f.name.upper()})")
+    serve.set_defaults(func=cmd_serve)
+
+    study = sub.add_parser("study", help="create, list, show, export studies")
+    actions = study.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a study from a YAML/JSON spec file")
+    create.add_argument("file")
+    create.add_argument("name", nargs="?", default="")
+    _add_client_flags(create)
+    actions_with_name = {
+        "show": "the study and its trials",
+        "best": "the best trials",
+        "export": "all trials as CSV or JSON",
+        "delete": "delete the study and its trials",
+        "stop": "stop suggesting new trials",
+        "resume": "resume a stopped study",
+    }
+    listing = actions.add_parser("list", help="list studies")
+    _add_client_flags(listing)
+    for action, help_text in actions_with_name.items():
+        p = actions.add_parser(action, help=help_text)
+        p.add_argument("name")
+        if action == "best":
+            p.add_argument("--count", type=int, default=1)
+        if action == "export":
+            p.add_argument("--format", choices=("csv", "json"), default="csv")
+            p.add_argument("--output", "-o", default="")
+        _add_client_flags(p)
+    study.set_defaults(func=cmd_study)
+
+    trial = sub.add_parser("trial", help="list trials")
+    trial_actions = trial.add_subparsers(dest="action", required=True)
+    tl = trial_actions.add_parser("list", help="list a study's trials")
+    tl.add_argument("name")
+    tl.add_argument("--state", action="append",
+                    help="only this state (repeatable): requested, active, completed, "
+                         "stopped_early, infeasible, failed, lost")
+    _add_client_flags(tl)
+    trial.set_defaults(func=cmd_trial)
+
+    sub.add_parser("train", help="run trainer workers (see `tunewire train --help`)",
+                   add_help=False)
+    sub.add_parser("demo", help="the main job: a local server and two trainers tune an MLP "
+                                "on digits", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from tunewire.trainer.cli import main as train_main
+
+        return train_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from tunewire.trainer.main_job import main as demo_main
+
+        return demo_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except TunewireClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (SpecError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""The Python client: a connection to a tunewire server and handles on trials.
+
+    client = TuningClient("localhost:50051", token="s3cret")
+    client.create_study("digits", {"parameters": [...], "metrics": [...]})
+    for trial in client.worker_loop("digits", worker_id="host:gpu0"):
+        with trial, trial.heartbeat():
+            for epoch in range(20):
+                loss = train_one_epoch(**trial.params)
+                if trial.report(epoch, {"val_loss": loss}):
+                    break                      # the server said stop
+            trial.complete({"val_loss": best})
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from tunewire.client.spec import load_spec_file, spec_from_dict, value_from_pb, value_to_pb
+from tunewire.v1 import study_pb2 as pb
+from tunewire.v1 import tuning_service_pb2 as api
+from tunewire.v1 import tuning_service_pb2_grpc as api_grpc
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Codes worth another try: the server or network was briefly away. Every RPC of the API
+# is safe to repeat (reports are idempotent by step, completion by outcome).
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+STATE_NAMES = {v: k.removeprefix("TRIAL_STATE_").lower() for k, v in pb.TrialState.items()}
+STATE_VALUES = {v: k for k, v in STATE_NAMES.items()}
+
+
+class TunewireClientError(Exception):
+    """A call failed; `code` is the gRPC status code and the message says what to fix."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, method: str) -> None:
+        super().__init__(f"{method}: {code.name}: {message}")
+        self.code = code
+        self.details = message
+
+
+@dataclass
+class TrialRecord:
+    """A trial as read back from the server (lists, best trials)."""
+
+    id: int
+    params: dict[str, Any]
+    state: str
+    final_metrics: dict[str, float] | None
+    measurements: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    reason: str = ""
+    worker_id: str = ""
+    stopped_at_step: int | None = None
+    stop_rule: str = ""
+    source: str = ""
+    retry_of: int = 0
+    start_time: float = 0.0
+    end_time: float = 0.0
+
+
+def params_from_pb(trial: pb.Trial) -> dict[str, Any]:
+    return {k: value_from_pb(v) for k, v in sorted(trial.parameters.items())}
+
+
+def record_from_pb(t: pb.Trial) -> TrialRecord:
+    return TrialRecord(
+        id=t.id,
+        params=params_from_pb(t),
+        state=STATE_NAMES.get(t.state, "unknown"),
+        final_metrics=dict(t.final_measurement.metrics) if t.HasField("final_measurement") else None,
+        measurements=[(m.step, dict(m.metrics)) for m in t.measurements],
+        reason=t.reason,
+        worker_id=t.worker_id,
+        stopped_at_step=t.stop_decision.step if t.HasField("stop_decision") else None,
+        stop_rule=t.stop_decision.rule if t.HasField("stop_decision") else "",
+        source=pb.TrialSource.Name(t.source).removeprefix("TRIAL_SOURCE_").lower(),
+        retry_of=t.retry_of,
+        start_time=t.start_time.ToNanoseconds() / 1e9 if t.HasField("start_time") else 0.0,
+        end_time=t.end_time.ToNanoseconds() / 1e9 if t.HasField("end_time") else 0.0,
+    )
+
+
+def default_worker_id() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TuningClient:
+    """A connection to one tunewire server (or a `dns:///` name of several replicas).
+
+    Args:
+        target: "host:port", or "dns:///name:port" to balance over replicas round-robin.
+        token: bearer token, when the server requires one.
+        tls: use TLS; `tls_ca` is the PEM file of the CA (system roots when empty).
+        tls_server_name: overrides the name checked in the server certificate.
+        timeout: deadline of each call, in seconds.
+        retry_timeout: how long retryable failures (UNAVAILABLE) are retried, with backoff.
+    """
+
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_server_name: str | None = None,
+        timeout: float = 30.0,
+        retry_timeout: float = 120.0,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry_timeout = retry_timeout
+        options: list[tuple[str, Any]] = [
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.enable_retries", 0),
+        ]
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if tls or tls_ca:
+            roots = Path(tls_ca).read_bytes() if tls_ca else None
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stub = api_grpc.TuningServiceStub(self._channel)
+        self._primary_metric: dict[str, str] = {}
+
+    # -- plumbing -----------------------------------------------------------------------
+    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """Calls an RPC with a deadline, retrying UNAVAILABLE/DEADLINE_EXCEEDED with backoff."""
+        rpc: Callable[..., Any] = getattr(self._stub, method)
+        give_up = time.monotonic() + self.retry_timeout
+        delay = 0.1
+        while True:
+            try:
+                return rpc(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code in RETRYABLE and time.monotonic() + delay < give_up:
+                    log.warning("%s: %s, retrying in %.1fs", method, code.name, delay)
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise TunewireClientError(code, exc.details() or "", method) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TuningClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Blocks until the channel connects (raises grpc.FutureTimeoutError)."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    # -- studies -----------------------------------------------------------------------
+    def create_study(self, name: str, spec: Mapping[str, Any] | str | Path) -> pb.Study:
+        """Creates the study, or returns it when one of that name has the same spec.
+
+        `spec` is a dict (see tunewire.client.spec) or the path of a YAML/JSON file.
+        """
+        raw = load_spec_file(spec) if isinstance(spec, (str, Path)) else dict(spec)
+        raw.pop("name", None)
+        response = self.call(
+            "CreateStudy", api.CreateStudyRequest(name=name, spec=spec_from_dict(raw))
+        )
+        return response.study
+
+    def get_study(self, name: str) -> pb.Study:
+        return self.call("GetStudy", api.GetStudyRequest(name=name)).study
+
+    def list_studies(self) -> list[pb.Study]:
+        out: list[pb.Study] = []
+        token = ""
+        while True:
+            page = self.call("ListStudies", api.ListStudiesRequest(page_token=token))
+            out.extend(page.studies)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def delete_study(self, name: str) -> None:
+        self.call("DeleteStudy", api.DeleteStudyRequest(name=name))
+
+    def stop_study(self, name: str) -> pb.Study:
+        return self.call("StopStudy", api.StopStudyRequest(name=name)).study
+
+    def resume_study(self, name: str) -> pb.Study:
+        return self.call("ResumeStudy", api.ResumeStudyRequest(name=name)).study
+
+    def primary_metric(self, study: str) -> str:
+        if study not in self._primary_metric:
+            self._primary_metric[study] = self.get_study(study).spec.metrics[0].name
+        return self._primary_metric[study]
+
+    # -- trials ------------------------------------------------------------------------
+    def suggest(self, study: str, worker_id: str | None = None, count: int = 1) -> list[Trial]:
+        """Up to `count` trials for this worker (its held trials first). Empty when the
+        study is done or at its concurrency limit; see `suggest_raw` for the reason."""
+        return self.suggest_raw(study, worker_id, count)[0]
+
+    def suggest_raw(
+        self, study: str, worker_id: str | None = None, count: int = 1
+    ) -> tuple[list[Trial], bool, float]:
+        """(trials, study_done, retry_after_seconds)."""
+        worker = worker_id or default_worker_id()
+        r = self.call(
+            "SuggestTrials",
+            api.SuggestTrialsRequest(study_name=study, count=count, worker_id=worker),
+        )
+        trials = [Trial(self, study, worker, t) for t in r.trials]
+        return trials, r.study_done, r.retry_after_seconds
+
+    def worker_loop(
+        self,
+        study: str,
+        worker_id: str | None = None,
+        *,
+        max_trials: int | None = None,
+        poll_interval: float | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> Iterator[Trial]:
+        """Yields trials one at a time until the study is done, `max_trials` were yielded,
+        or `stop_event` is set. Waits (as the server advises) when no trial is free."""
+        worker = worker_id or default_worker_id()
+        given = 0
+        while max_trials is None or given < max_trials:
+            if stop_event is not None and stop_event.is_set():
+                return
+            trials, done, retry_after = self.suggest_raw(study, worker, 1)
+            if trials:
+                given += 1
+                yield trials[0]
+                continue
+            if done:
+                return
+            wait = poll_interval if poll_interval is not None else max(retry_after, 0.2)
+            if stop_event is not None:
+                if stop_event.wait(wait):
+                    return
+            else:
+                time.sleep(wait)
+
+    def add_trial(
+        self, study: str, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None
+    ) -> TrialRecord:
+        """Enqueues a configuration to try next, or records a known result (warm start)."""
+        request = api.AddTrialRequest(
+            study_name=study, parameters={k: value_to_pb(v) for k, v in params.items()}
+        )
+        if metrics is not None:
+            request.final_measurement.CopyFrom(pb.Measurement(metrics=dict(metrics)))
+        return record_from_pb(self.call("AddTrial", request).trial)
+
+    def get_trial(self, study: str, trial_id: int) -> TrialRecord:
+        r = self.call("GetTrial", api.GetTrialRequest(study_name=study, trial_id=trial_id))
+        return record_from_pb(r.trial)
+
+    def list_trials(
+        self, study: str, states: Sequence[str] = (), *, measurements: bool = True
+    ) -> list[TrialRecord]:
+        """All trials of the study (optionally only these states, e.g. ["completed"])."""
+        unknown = [s for s in states if s not in STATE_VALUES]
+        if unknown:
+            raise ValueError(f"unknown trial states {unknown}; use {sorted(STATE_VALUES)}")
+        out: list[TrialRecord] = []
+        token = ""
+        while True:
+            page = self.call(
+                "ListTrials",
+                api.ListTrialsRequest(
+                    study_name=study,
+                    states=[STATE_VALUES[s] for s in states],
+                    page_token=token,
+                    omit_measurements=not measurements,
+                ),
+            )
+            out.extend(record_from_pb(t) for t in page.trials)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def best_trials(self, study: str, count: int = 1) -> list[TrialRecord]:
+        """The best `count` trials (one objective) or the Pareto front (several)."""
+        r = self.call(
+            "ListOptimalTrials", api.ListOptimalTrialsRequest(study_name=study, count=count)
+        )
+        return [record_from_pb(t) for t in r.trials]
+
+
+class Trial:
+    """A trial held by this worker: report, heartbeat, complete.
+
+    As a context manager, it marks the trial FAILED if the body raises (and re-raises);
+    a body that ends without finishing the trial completes it with its last report.
+    """
+
+    def __init__(self, client: TuningClient, study: str, worker_id: str, message: pb.Trial) -> None:
+        self.client = client
+        self.study = study
+        self.worker_id = worker_id
+        self.id = message.id
+        self.params = params_from_pb(message)
+        self.message = message
+        self.should_stop = message.HasField("stop_decision")
+        self.stop_reason = message.stop_decision.reason if self.should_stop else ""
+        self.finished = False
+        self._reported = False
+
+    def __repr__(self) -> str:
+        return f"Trial(study={self.study!r}, id={self.id}, params={self.params})"
+
+    def _metrics(self, metrics: Mapping[str, float] | float) -> dict[str, float]:
+        if isinstance(metrics, Mapping):
+            return {k: float(v) for k, v in metrics.items()}
+        return {self.client.primary_metric(self.study): float(metrics)}
+
+    def report(self, step: int, metrics: Mapping[str, float] | float, elapsed_seconds: float = 0.0) -> bool:
+        """Records metrics at `step`; returns True when the server says to stop."""
+        r = self.client.call(
+            "ReportMeasurement",
+            api.ReportMeasurementRequest(
+                study_name=self.study, trial_id=self.id, worker_id=self.worker_id,
+                measurement=pb.Measurement(step=step, metrics=self._metrics(metrics),
+                                           elapsed_seconds=elapsed_seconds),
+            ),
+        )
+        self._reported = True
+        if r.should_stop:
+            self.should_stop = True
+            self.stop_reason = r.stop_decision.reason
+        return bool(r.should_stop)
+
+    def heartbeat_once(self) -> bool:
+        """Renews the lease; returns True when the server has decided to stop the trial."""
+        r = self.client.call(
+            "Heartbeat",
+            api.HeartbeatRequest(study_name=self.study, trial_id=self.id, worker_id=self.worker_id),
+        )
+        if r.should_stop:
+            self.should_stop = True
+        return bool(r.should_stop)
+
+    def heartbeat(self, interval: float | None = None) -> Heartbeat:
+        """A context manager that renews the lease in the background every `interval`
+        seconds (default: a third of the study's lease timeout)."""
+        if interval is None:
+            lease = self.client.get_study(self.study).spec.lease_timeout_seconds or 600.0
+            interval = max(lease / 3.0, 0.05)
+        return Heartbeat(self, interval)
+
+    def complete(self, metrics: Mapping[str, float] | float | None = None) -> TrialRecord:
+        """Finishes the trial with final metrics (None: the last report's metrics)."""
+        request = api.CompleteTrialRequest(
+            study_name=self.study, trial_id=self.id, worker_id=self.worker_id
+        )
+        if metrics is not None:
+            request.final_measurement.CopyFrom(pb.Measurement(metrics=self._metrics(metrics)))
+        r = self.client.call("CompleteTrial", request)
+        self.finished = True
+        return record_from_pb(r.trial)
+
+    def infeasible(self, reason: str) -> TrialRecord:
+        """Marks the configuration infeasible (e.g. "out of memory", "NaN loss")."""
+        r = self.client.call(
+            "CompleteTrial",
+            api.CompleteTrialRequest(study_name=self.study, trial_id=self.id,
+                                     worker_id=self.worker_id, infeasible_reason=reason or "infeasible"),
+        )
+        self.finished = True
+        return record_from_pb(r.trial)
+
+    def fail(self, reason: str) -> TrialRecord:
+        r = self.client.call(
+            "FailTrial",
+            api.FailTrialRequest(study_name=self.study, trial_id=self.id,
+                                 worker_id=self.worker_id, reason=reason),
+        )
+        self.finished = True
+        return record_from_pb(r.trial)
+
+    def release(self) -> TrialRecord:
+        """Hands the trial back unfinished; another worker will run it from scratch."""
+        r = self.client.call(
+            "ReleaseTrial",
+            api.ReleaseTrialRequest(study_name=self.study, trial_id=self.id, worker_id=self.worker_id),
+        )
+        self.finished = True
+        return record_from_pb(r.trial)
+
+    def __enter__(self) -> Trial:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.finished:
+            return
+        if exc is not None:
+            if isinstance(exc, KeyboardInterrupt):
+                self.release()
+            else:
+                self.fail(f"{exc_type.__name__ if exc_type else 'error'}: {exc}"[:4000])
+            return
+        if self._reported:
+            self.complete()
+
+
+class Heartbeat:
+    """Background lease renewal for one trial (see Trial.heartbeat)."""
+
+    def __init__(self, trial: Trial, interval: float) -> None:
+        self.trial = trial
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.id}", daemon=True)
+        self.error: TunewireClientError | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.trial.finished:
+                return
+            try:
+                self.trial.heartbeat_once()
+            except TunewireClientError as exc:
+                # A finished or lost trial cannot be renewed; the training loop learns of
+                # it at its next report. Keep the error for the caller to inspect.
+                self.error = exc
+                log.warning("heartbeat of trial %d failed: %s", self.trial.id, exc)
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,377 @@
+"""The default algorithm: Bayesian optimisation with BoTorch Gaussian processes.
+
+A pure function of (spec, history, pending, seed): scrambled Sobol points until the study
+has enough trials, then a GP fit (gp_model.py) and qLogNoisyExpectedImprovement — or
+qLogNoisyExpectedHypervolumeImprovement for several metrics — maximised over the mixed
+search space by alternating gradient steps on continuous columns with exhaustive moves
+on integer, discrete and categorical ones, so that every scored candidate is a valid
+configuration (rounding happens inside the optimisation, not after it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.exceptions.errors import BotorchError
+from botorch.models.model import Model
+from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
+from botorch.utils.multi_objective.pareto import is_non_dominated
+from linear_operator.utils.errors import NanError, NotPSDError
+from scipy.optimize import minimize
+
+from tunewire.server.algorithms.base import SuggestRequest, derived_seed
+from tunewire.server.algorithms.gp_model import (
+    DTYPE,
+    TrainingData,
+    combine_models,
+    fit_feasibility_model,
+    fit_objective_model,
+    training_data,
+)
+from tunewire.server.algorithms.random_search import SobolSearch, sobol_points
+from tunewire.server.encoding import ModelEncoding, encode_every_parameter
+from tunewire.server.space import Params, SearchSpace
+
+logger = logging.getLogger(__name__)
+
+# Acquisition optimisation budget, chosen by benchmark (benchmarks/RESULTS.md): more raw
+# samples or restarts did not lower regret on the benchmark problems, only latency.
+RAW_SAMPLES = 512
+# Share of the raw samples drawn around the best trials rather than from Sobol: the
+# optimum of EI is usually near the incumbent once the model is confident.
+LOCAL_SAMPLE_SHARE = 0.25
+NUM_RESTARTS = 6
+LBFGS_MAX_ITERATIONS = 60
+LOCAL_SEARCH_ROUNDS = 4
+MC_SAMPLES = 128
+EVAL_CHUNK = 512
+
+# Errors that mean "the numbers went bad" (singular kernels, NaNs, failed line searches):
+# the suggestion falls back to the Sobol sequence and the event is logged.
+NUMERICAL_ERRORS: tuple[type[BaseException], ...] = (
+    NotPSDError,
+    NanError,
+    BotorchError,
+    np.linalg.LinAlgError,
+    ArithmeticError,
+    RuntimeError,
+    ValueError,
+)
+
+Acquisition = Callable[[torch.Tensor], torch.Tensor]
+
+
+def default_initial_trials(space: SearchSpace) -> int:
+    """Sobol trials before the first GP suggestion when the spec leaves it at 0.
+
+    Few enough that the model starts learning early at small budgets, enough that the
+    first fit sees every dimension vary: max(5, d + 2), at most 10 (d = parameters).
+    """
+    return min(max(5, len(space) + 2), 10)
+
+
+class GaussianProcessSearch:
+    """Sobol initial design, then GP-based Bayesian optimisation (see the module doc).
+
+    Trials that count toward the initial design: every finished, failed or infeasible
+    trial (user-added ones included) plus the pending ones; LOST trials do not count and
+    are not modelled. If anything in the fit or the acquisition fails numerically, the
+    suggestion is the study's next Sobol point and a warning is logged: a worker never
+    sees an error from the optimiser.
+    """
+
+    def suggest(self, request: SuggestRequest) -> list[Params]:
+        if request.count <= 0:
+            return []
+        if not _ready_for_model(request):
+            return SobolSearch().suggest(request)
+        try:
+            return suggest_with_gp(request)
+        except NUMERICAL_ERRORS as error:
+            logger.warning(
+                "GP suggestion failed numerically for trial index %d (%s: %s); "
+                "falling back to the Sobol sequence",
+                request.trial_index,
+                type(error).__name__,
+                error,
+            )
+            return SobolSearch().suggest(request)
+
+
+def _ready_for_model(request: SuggestRequest) -> bool:
+    """Whether the initial design is complete and there are results to fit."""
+    spec = request.spec
+    n_init = spec.initial_trials or default_initial_trials(spec.space)
+    counted = [o for o in request.observations if o.state.finished]
+    with_results = [o for o in counted if o.metrics is not None]
+    return len(counted) + len(request.pending) >= n_init and len(with_results) >= 2
+
+
+def suggest_with_gp(request: SuggestRequest) -> list[Params]:
+    """Fits the model(s) and maximises the acquisition; raises on numerical failure."""
+    spec = request.spec
+    encoding = ModelEncoding(spec.space)
+    seed = derived_seed(spec.seed, request.trial_index, 0x6770)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        data = training_data(spec, encoding, request.observations, seed)
+        if len(data.x) < 2:
+            raise ValueError("fewer than two trials with results to fit")
+        model, n_objectives = _fit_models(data)
+        pending = [encoding.encode(p) for p in request.pending]
+        factory = _acquisition_factory(model, data, n_objectives, seed)
+        rng = np.random.default_rng(seed)
+        points = _optimise_batch(factory, encoding, data, pending, request.count, rng, seed)
+    return [encoding.decode(row) for row in encoding.with_activity(points)]
+
+
+def _fit_models(data: TrainingData) -> tuple[Model, int]:
+    x = torch.tensor(data.x, dtype=DTYPE)
+    y = torch.tensor(data.y, dtype=DTYPE)
+    objective = fit_objective_model(x, y)
+    feasibility = None
+    if len(data.failed_x):
+        all_x = torch.cat([x, torch.tensor(data.failed_x, dtype=DTYPE)])
+        failed = torch.cat([torch.zeros(len(x)), torch.ones(len(data.failed_x))]).to(DTYPE)
+        feasibility = fit_feasibility_model(all_x, failed)
+    return combine_models(objective, feasibility), y.shape[-1]
+
+
+def _acquisition_factory(
+    model: Model, data: TrainingData, n_objectives: int, seed: int
+) -> Callable[[np.ndarray], AcquisitionFunction]:
+    """A function of the pending points (encoded) that builds the acquisition function."""
+    x = torch.tensor(data.x, dtype=DTYPE)
+    with_feasibility = model.num_outputs > n_objectives
+    constraints = [lambda z: z[..., -1]] if with_feasibility else None
+
+    def build(pending: np.ndarray) -> AcquisitionFunction:
+        x_pending = torch.tensor(pending, dtype=DTYPE) if len(pending) else None
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed % 2**31)
+        if n_objectives == 1:
+            objective = GenericMCObjective(lambda z, x_: z[..., 0]) if with_feasibility else None
+            return qLogNoisyExpectedImprovement(
+                model,
+                X_baseline=x,
+                sampler=sampler,
+                objective=objective,
+                constraints=constraints,
+                X_pending=x_pending,
+                prune_baseline=True,
+                cache_root=not with_feasibility,
+            )
+        y = torch.tensor(data.y, dtype=DTYPE)
+        ref_point = infer_reference_point(y[is_non_dominated(y)])
+        mo_objective = (
+            IdentityMCMultiOutputObjective(outcomes=list(range(n_objectives)))
+            if with_feasibility
+            else None
+        )
+        return qLogNoisyExpectedHypervolumeImprovement(
+            model,
+            ref_point=ref_point,
+            X_baseline=x,
+            sampler=sampler,
+            objective=mo_objective,
+            constraints=constraints,
+            X_pending=x_pending,
+            prune_baseline=True,
+            cache_root=not with_feasibility,
+        )
+
+    return build
+
+
+def _optimise_batch(
+    factory: Callable[[np.ndarray], AcquisitionFunction],
+    encoding: ModelEncoding,
+    data: TrainingData,
+    pending: Sequence[np.ndarray],
+    count: int,
+    rng: np.random.Generator,
+    seed: int,
+) -> np.ndarray:
+    """`count` candidates: greedy one at a time (each seeing the previous as pending),
+    then, for several, a joint local refinement of the whole batch under the q-batch
+    acquisition, which can only raise the batch's joint value."""
+    chosen: list[np.ndarray] = []
+    base_pending = np.array(pending).reshape(-1, encoding.dim)
+    for j in range(count):
+        acq = factory(np.concatenate([base_pending, encoding.with_activity(np.array(chosen).reshape(-1, encoding.dim))]))
+        best = _optimise_one(acq, encoding, data, rng, seed + j)
+        chosen.append(best)
+    batch = np.array(chosen)
+    if count > 1:
+        acq = factory(base_pending)
+        refined, _ = _local_search(acq, encoding, batch[None], None)
+        batch = refined[0]
+    return batch
+
+
+def _score(acq: AcquisitionFunction, encoding: ModelEncoding, x: np.ndarray) -> np.ndarray:
+    """Acquisition values of candidates x (b, q, D) in the 'every parameter set' form."""
+    b, q, d = x.shape
+    active = encoding.with_activity(x.reshape(-1, d)).reshape(b, q, d)
+    out = []
+    with torch.no_grad():
+        for start in range(0, b, EVAL_CHUNK):
+            chunk = torch.tensor(active[start:start + EVAL_CHUNK], dtype=DTYPE)
+            out.append(acq(chunk).detach().numpy())
+    values = np.concatenate(out)
+    return np.where(np.isfinite(values), values, -np.inf)
+
+
+def _raw_candidates(
+    encoding: ModelEncoding, data: TrainingData, rng: np.random.Generator, seed: int
+) -> np.ndarray:
+    """Sobol points plus perturbations of the best trials, all valid, shape (n, D)."""
+    n_local = int(RAW_SAMPLES * LOCAL_SAMPLE_SHARE) if len(data.x) else 0
+    sobol = sobol_points(len(encoding.space), seed, 0, RAW_SAMPLES - n_local)
+    candidates = [encode_every_parameter(encoding, sobol)]
+    if n_local:
+        primary = data.y[:, 0] if data.y.shape[1] == 1 else _pareto_rank_score(data.y)
+        top = data.x[np.argsort(-primary, kind="stable")[:5]]
+        top = _fill_inactive(encoding, top, rng)
+        local = top[rng.integers(len(top), size=n_local)].copy()
+        scale = rng.choice([0.01, 0.05, 0.15], size=(n_local, 1))
+        cols = encoding.continuous_columns
+        if cols:
+            local[:, cols] = np.clip(local[:, cols] + rng.normal(size=(n_local, len(cols))) * scale, 0, 1)
+        for block in encoding.discrete_blocks:
+            mutate = rng.random(n_local) < 1.0 / max(1, len(encoding.discrete_blocks))
+            for i in np.flatnonzero(mutate):
+                options = encoding.choices(block, float(local[i, block.start]))
+                local[i, block.start:block.stop] = options[rng.integers(len(options))]
+        candidates.append(local)
+    return np.concatenate(candidates)
+
+
+def _pareto_rank_score(y: np.ndarray) -> np.ndarray:
+    """A scalar 'goodness' for several objectives: non-dominated first, then mean rank."""
+    ranks = np.argsort(np.argsort(y, axis=0), axis=0).mean(axis=1)
+    front = is_non_dominated(torch.tensor(y)).numpy()
+    return ranks + front * len(y)
+
+
+def _fill_inactive(encoding: ModelEncoding, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gives inactive one-hot blocks (all zeros) a random choice, so that a move of the
+    parent that activates them lands on a valid configuration."""
+    x = x.copy()
+    for block in encoding.blocks:
+        if block.categorical:
+            empty = x[:, block.start:block.stop].sum(axis=1) == 0
+            k = block.stop - block.start
+            for i in np.flatnonzero(empty):
+                x[i, block.start + rng.integers(k)] = 1.0
+    return x
+
+
+def _optimise_one(
+    acq: AcquisitionFunction,
+    encoding: ModelEncoding,
+    data: TrainingData,
+    rng: np.random.Generator,
+    seed: int,
+) -> np.ndarray:
+    """The best single candidate (D,): raw scoring, then local search from the top few."""
+    raw = _raw_candidates(encoding, data, rng, seed)
+    values = _score(acq, encoding, raw[:, None, :])
+    order = np.argsort(-values, kind="stable")
+    starts = raw[order[:NUM_RESTARTS]][:, None, :]
+    best, best_values = _local_search(acq, encoding, starts, values[order[:NUM_RESTARTS]])
+    return best[int(np.argmax(best_values))][0]
+
+
+def _local_search(
+    acq: AcquisitionFunction,
+    encoding: ModelEncoding,
+    x: np.ndarray,
+    values: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Alternates L-BFGS-B on continuous columns with exhaustive discrete moves until no
+    move helps. x: (r, q, D) starts; returns the improved starts and their values."""
+    if values is None:
+        values = _score(acq, encoding, x)
+    for _ in range(LOCAL_SEARCH_ROUNDS):
+        before = values.copy()
+        if encoding.continuous_columns:
+            x, values = _continuous_step(acq, encoding, x, values)
+        if not encoding.discrete_blocks:
+            break
+        x, values = _discrete_step(acq, encoding, x, values)
+        if np.all(values <= before + 1e-9 * (1 + np.abs(before))):
+            break
+    return x, values
+
+
+def _continuous_step(
+    acq: AcquisitionFunction, encoding: ModelEncoding, x: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """L-BFGS-B on the continuous columns of all starts at once (their sum is separable)."""
+    cols = encoding.continuous_columns
+    r, q, d = x.shape
+    active = encoding.with_activity(x.reshape(-1, d)).reshape(r, q, d)
+    mask = torch.tensor(encoding.active_mask(x.reshape(-1, d)).reshape(r, q, d)[..., cols])
+    fixed = torch.tensor(active, dtype=DTYPE)
+    inactive = torch.tensor(encoding.inactive_values[cols], dtype=DTYPE)
+
+    def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
+        zt = torch.tensor(z.reshape(r, q, len(cols)), dtype=DTYPE, requires_grad=True)
+        full = fixed.clone()
+        full[..., cols] = torch.where(mask, zt, inactive)
+        total = -acq(full).sum()
+        (grad,) = torch.autograd.grad(total, zt)
+        g = grad.numpy().ravel()
+        return float(total.detach()), np.where(np.isfinite(g), g, 0.0)
+
+    z0 = x[..., cols].ravel()
+    result = minimize(
+        objective,
+        z0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * len(z0),
+        options={"maxiter": LBFGS_MAX_ITERATIONS},
+    )
+    moved = x.copy()
+    moved[..., cols] = np.clip(result.x.reshape(r, q, len(cols)), 0.0, 1.0)
+    new_values = _score(acq, encoding, moved)
+    better = new_values > values
+    return np.where(better[:, None, None], moved, x), np.where(better, new_values, values)
+
+
+def _discrete_step(
+    acq: AcquisitionFunction, encoding: ModelEncoding, x: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each discrete block of each point, tries every allowed value and keeps the best."""
+    x = x.copy()
+    values = values.copy()
+    r, q, _ = x.shape
+    for j in range(q):
+        for block in encoding.discrete_blocks:
+            trials, owners = [], []
+            for i in range(r):
+                options = encoding.choices(block, float(x[i, j, block.start]))
+                tried = np.repeat(x[i][None], len(options), axis=0)
+                tried[:, j, block.start:block.stop] = options
+                trials.append(tried)
+                owners.extend([i] * len(options))
+            stacked = np.concatenate(trials)
+            scores = _score(acq, encoding, stacked)
+            owner = np.array(owners)
+            for i in range(r):
+                idx = np.flatnonzero(owner == i)
+                k = idx[int(np.argmax(scores[idx]))]
+                if scores[k] > values[i]:
+                    x[i] = stacked[k]
+                    values[i] = scores[k]
+    return x, values

@@ -1,0 +1,700 @@
+"""The tuning service's domain logic: one method per RPC, each one database transaction.
+
+Plain Python: no gRPC here. The trial state machine:
+
+    REQUESTED --suggest--> ACTIVE --complete--> COMPLETED | STOPPED_EARLY | INFEASIBLE
+        ^                    |  \\--fail-----> FAILED
+        |                    |   \\--lease expires--> LOST --(retry budget)--> new REQUESTED trial
+        \\----release--------/
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
+from tunewire.server.early_stopping import PeerCurve, decide
+from tunewire.server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from tunewire.server.space import Params, check_name
+from tunewire.server.storage.sql import Repository, Storage, StudyRow, trial_row
+from tunewire.server.study import (
+    FINISHED_STATES,
+    RESULT_STATES,
+    Goal,
+    Measurement,
+    StopDecision,
+    Study,
+    StudySpec,
+    StudyState,
+    Trial,
+    TrialSource,
+    TrialState,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SUGGEST_COUNT = 100
+MAX_PAGE_SIZE = 1000
+MAX_WORKER_ID_LENGTH = 256
+MAX_REASON_LENGTH = 4096
+MAX_METRICS_PER_REPORT = 256
+# A worker told to wait polls again after this long (seconds).
+RETRY_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    trials: list[Trial]
+    study_done: bool
+    retry_after_seconds: float = 0.0
+
+
+def _loss(goal: Goal, value: float) -> float:
+    """The value in "smaller is better" form."""
+    return value if goal is Goal.MINIMIZE else -value
+
+
+def _check_worker(worker_id: str) -> None:
+    if not worker_id:
+        raise InvalidArgument("worker_id is required: give a stable id of the worker, e.g. host:gpu0")
+    if len(worker_id) > MAX_WORKER_ID_LENGTH:
+        raise InvalidArgument(f"worker_id is longer than {MAX_WORKER_ID_LENGTH} characters")
+
+
+def _check_metrics(metrics: Mapping[str, float], *, what: str) -> None:
+    if len(metrics) > MAX_METRICS_PER_REPORT:
+        raise InvalidArgument(f"{what}: at most {MAX_METRICS_PER_REPORT} metrics")
+    for name in metrics:
+        check_name("metric", name)
+
+
+def _page_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def _from_page_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is not one this server issued") from None
+
+
+def pareto_front(metrics: Sequence[tuple[str, Goal]], trials: Sequence[Trial]) -> list[Trial]:
+    """Trials no other trial dominates (at least as good in every metric, better in one)."""
+    points = [
+        (t, [_loss(goal, float(t.final_metrics[name])) for name, goal in metrics])
+        for t in trials
+        if t.final_metrics is not None and all(name in t.final_metrics for name, _ in metrics)
+    ]
+    front = []
+    for t, p in points:
+        dominated = any(
+            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
+            for _, q in points
+        )
+        if not dominated:
+            front.append(t)
+    return sorted(front, key=lambda t: t.id)
+
+
+class TuningService:
+    """One method per RPC. Stateless: everything lives in `storage`; the spec cache only
+    saves re-parsing JSON and is keyed by the stored text itself."""
+
+    def __init__(self, storage: Storage, clock: Callable[[], float] = time.time) -> None:
+        self.storage = storage
+        self.clock = clock
+        self._spec_cache: dict[str, StudySpec] = {}
+
+    # -- helpers ----------------------------------------------------------------------
+    def _spec(self, row: StudyRow) -> StudySpec:
+        spec = self._spec_cache.get(row.spec_json)
+        if spec is None:
+            spec = StudySpec.from_json(row.spec_json)
+            if len(self._spec_cache) > 1024:
+                self._spec_cache.clear()
+            self._spec_cache[row.spec_json] = spec
+        return spec
+
+    @staticmethod
+    def _study_row(repo: Repository, name: str) -> StudyRow:
+        row = repo.find_study(name)
+        if row is None:
+            raise NotFound(f"study {name!r} not found")
+        return row
+
+    def _study(self, repo: Repository, row: StudyRow) -> Study:
+        counts = repo.trial_counts([row.id])[row.id]
+        return Study(row.name, self._spec(row), StudyState(row.state), row.created_at, counts)
+
+    def _expire_leases(self, repo: Repository, row: StudyRow, spec: StudySpec, now: float) -> None:
+        """Marks trials whose lease expired LOST and re-enqueues their configurations."""
+        if not repo.has_expired_leases(row.id, now):
+            return
+        repo.lock_study(row.id)
+        lost = repo.mark_expired_lost(row.id, now)
+        retries = [t for t in lost if t.attempt < spec.max_trial_retries]
+        if not retries:
+            return
+        first = repo.allocate_trial_ids(row.id, len(retries))
+        repo.insert_trials(
+            row.id,
+            [
+                trial_row(
+                    first + i,
+                    t.parameters,
+                    TrialState.REQUESTED,
+                    TrialSource.RETRY,
+                    now,
+                    retry_of=t.id,
+                    attempt=t.attempt + 1,
+                )
+                for i, t in enumerate(retries)
+            ],
+        )
+        for i, t in enumerate(retries):
+            log.info("study %s: trial %d lost, re-offered as trial %d", row.name, t.id, first + i)
+
+    def _load_trial(self, repo: Repository, row: StudyRow, trial_id: int, *, for_update: bool) -> Trial:
+        trial = repo.get_trial(row.id, trial_id, for_update=for_update)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} not found in study {row.name!r}")
+        trial.study_name = row.name
+        return trial
+
+    def _owned_active_trial(
+        self, repo: Repository, row: StudyRow, trial_id: int, worker_id: str, action: str
+    ) -> Trial:
+        """The ACTIVE trial held by worker_id, locked for update; else a precise error."""
+        _check_worker(worker_id)
+        trial = self._load_trial(repo, row, trial_id, for_update=True)
+        if trial.state is TrialState.ACTIVE:
+            if trial.worker_id != worker_id:
+                raise FailedPrecondition(
+                    f"trial {trial_id} is held by worker {trial.worker_id!r}, not {worker_id!r}; "
+                    f"only its holder may {action} it"
+                )
+            return trial
+        if trial.state is TrialState.LOST:
+            raise FailedPrecondition(
+                f"trial {trial_id} was lost ({trial.reason}); cannot {action} it. Heartbeat or "
+                "report more often than the study's lease timeout"
+            )
+        if trial.state is TrialState.REQUESTED:
+            raise FailedPrecondition(
+                f"trial {trial_id} is not held by any worker; get it from SuggestTrials first"
+            )
+        raise FailedPrecondition(
+            f"trial {trial_id} is already {trial.state.value}; cannot {action} a finished trial"
+        )
+
+    def _renew(self, repo: Repository, row: StudyRow, spec: StudySpec, trial: Trial, now: float) -> float:
+        expires = now + spec.lease_timeout_seconds
+        repo.update_trial(row.id, trial.id, lease_expires=expires)
+        trial.lease_expires = expires
+        return expires
+
+    def _complete_study_if_done(self, repo: Repository, row: StudyRow, spec: StudySpec) -> bool:
+        """Marks the study COMPLETED when its budget is used and nothing runs or waits."""
+        if spec.max_trials <= 0 or row.state != StudyState.ACTIVE.value:
+            return False
+        if repo.count_budget_trials(row.id) < spec.max_trials:
+            return False
+        busy = repo.trials_where(row.id, states=(TrialState.ACTIVE, TrialState.REQUESTED), limit=1)
+        if busy:
+            return False
+        repo.set_study_state(row.id, StudyState.COMPLETED.value)
+        return True
+
+    # -- studies ----------------------------------------------------------------------
+    def create_study(self, name: str, spec: StudySpec) -> tuple[Study, bool]:
+        check_name("study", name)
+        spec_json = spec.to_json()
+
+        def op(repo: Repository) -> tuple[Study, bool]:
+            existing = repo.find_study(name)
+            created = False
+            if existing is None:
+                existing = repo.insert_study(name, spec_json, StudyState.ACTIVE.value, self.clock())
+                created = existing is not None
+                if existing is None:  # created concurrently by another call
+                    existing = self._study_row(repo, name)
+            if existing.spec_json != spec_json:
+                raise AlreadyExists(
+                    f"study {name!r} exists with a different spec; pick another name or delete it"
+                )
+            return self._study(repo, existing), created
+
+        return self.storage.run(op)
+
+    def get_study(self, name: str) -> Study:
+        def op(repo: Repository) -> Study:
+            row = self._study_row(repo, name)
+            self._expire_leases(repo, row, self._spec(row), self.clock())
+            return self._study(repo, row)
+
+        return self.storage.run(op)
+
+    def list_studies(self, page_size: int, page_token: str) -> tuple[list[Study], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must be >= 0")
+        size = min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _from_page_token(page_token)
+
+        def op(repo: Repository) -> tuple[list[Study], str]:
+            rows = repo.list_studies(after, size + 1)
+            more = len(rows) > size
+            rows = rows[:size]
+            counts = repo.trial_counts([r.id for r in rows])
+            out = [
+                Study(r.name, self._spec(r), StudyState(r.state), r.created_at, counts[r.id])
+                for r in rows
+            ]
+            return out, (_page_token(rows[-1].name) if more and rows else "")
+
+        return self.storage.run(op)
+
+    def delete_study(self, name: str) -> None:
+        def op(repo: Repository) -> None:
+            row = self._study_row(repo, name)
+            repo.lock_study(row.id)
+            repo.delete_study(row.id)
+
+        self.storage.run(op)
+
+    def set_study_state(self, name: str, state: StudyState) -> Study:
+        def op(repo: Repository) -> Study:
+            row = self._study_row(repo, name)
+            repo.lock_study(row.id)
+            if state is StudyState.ACTIVE and row.state == StudyState.COMPLETED.value:
+                raise FailedPrecondition(
+                    f"study {name!r} is completed (its trial budget is used); create a new "
+                    "study or add trials by hand"
+                )
+            if row.state != state.value and row.state != StudyState.COMPLETED.value:
+                repo.set_study_state(row.id, state.value)
+                row = replace(row, state=state.value)
+            return self._study(repo, row)
+
+        return self.storage.run(op)
+
+    # -- trials -----------------------------------------------------------------------
+    def suggest_trials(self, name: str, count: int, worker_id: str) -> SuggestResult:
+        _check_worker(worker_id)
+        if count < 0 or count > MAX_SUGGEST_COUNT:
+            raise InvalidArgument(f"count must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
+        count = count or 1
+
+        def op(repo: Repository) -> SuggestResult:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            now = self.clock()
+            repo.lock_study(row.id)
+            self._expire_leases(repo, row, spec, now)
+            held = repo.trials_where(row.id, states=(TrialState.ACTIVE,), worker_id=worker_id)
+            for t in held:
+                t.study_name = name
+                self._renew(repo, row, spec, t, now)
+            if len(held) >= count:
+                return SuggestResult(held, False)
+            if row.state == StudyState.STOPPED.value:
+                return SuggestResult(held, not held)
+            if row.state == StudyState.COMPLETED.value:
+                return SuggestResult(held, not held)
+            want = count - len(held)
+            if spec.max_trials > 0:
+                want = min(want, spec.max_trials - repo.count_budget_trials(row.id))
+            if spec.max_concurrent_trials > 0:
+                active = len(repo.trials_where(row.id, states=(TrialState.ACTIVE,)))
+                want = min(want, spec.max_concurrent_trials - active)
+            if want <= 0:
+                if held:
+                    return SuggestResult(held, False)
+                done = self._complete_study_if_done(repo, row, spec)
+                return SuggestResult([], done, 0.0 if done else RETRY_AFTER_S)
+            lease = now + spec.lease_timeout_seconds
+            started = {
+                "worker_id": worker_id,
+                "started_at": now,
+                "lease_expires": lease,
+            }
+            out = list(held)
+            enqueued = repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=want)
+            for t in enqueued:
+                repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
+                out.append(
+                    replace(t, study_name=name, state=TrialState.ACTIVE, worker_id=worker_id,
+                            start_time=now, lease_expires=lease)
+                )
+            need = want - len(enqueued)
+            if need > 0:
+                for params in self._run_algorithm(repo, row, spec, need):
+                    first = repo.allocate_trial_ids(row.id, 1)
+                    repo.insert_trials(
+                        row.id,
+                        [trial_row(first, params, TrialState.ACTIVE, TrialSource.ALGORITHM, now,
+                                   **started)],
+                    )
+                    out.append(
+                        Trial(name, first, params, TrialState.ACTIVE, TrialSource.ALGORITHM,
+                              worker_id=worker_id, create_time=now, start_time=now,
+                              lease_expires=lease)
+                    )
+            if not out:
+                # The algorithm has nothing more to offer (e.g. a finished grid).
+                running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
+                if not running:
+                    repo.set_study_state(row.id, StudyState.COMPLETED.value)
+                    return SuggestResult([], True)
+                return SuggestResult([], False, RETRY_AFTER_S)
+            return SuggestResult(out, False)
+
+        return self.storage.run(op)
+
+    def _run_algorithm(self, repo: Repository, row: StudyRow, spec: StudySpec, count: int) -> list[Params]:
+        all_trials = repo.trials_where(row.id)
+        observations = [
+            Observation(
+                t.id,
+                t.parameters,
+                t.state,
+                t.final_metrics if t.state in RESULT_STATES else None,
+            )
+            for t in all_trials
+            if t.state in FINISHED_STATES or t.state is TrialState.LOST
+        ]
+        pending = [
+            t.parameters
+            for t in all_trials
+            if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
+        ]
+        trial_index = max((t.id for t in all_trials), default=0)
+        request = SuggestRequest(spec, observations, pending, count, trial_index)
+        suggestions = get_algorithm(spec.algorithm).suggest(request)
+        # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
+        return [spec.space.validate(p) for p in suggestions[:count]]
+
+    def report(self, name: str, trial_id: int, worker_id: str, measurement: Measurement) -> tuple[StopDecision | None, Trial]:
+        if measurement.step < 0:
+            raise InvalidArgument(f"step must be >= 0, got {measurement.step}")
+        if not measurement.metrics:
+            raise InvalidArgument("the measurement has no metrics; report at least the objective")
+        _check_metrics(measurement.metrics, what="measurement")
+        bad = [k for k, v in measurement.metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise InvalidArgument(
+                f"metrics {bad} are not finite (NaN or infinite); a diverged trial should be "
+                "completed with infeasible_reason instead"
+            )
+
+        def op(repo: Repository) -> tuple[StopDecision | None, Trial]:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            objective_names = {m.name for m in spec.metrics}
+            if not objective_names & set(measurement.metrics):
+                raise InvalidArgument(
+                    f"the measurement has none of the study's metrics {sorted(objective_names)}; "
+                    f"got {sorted(measurement.metrics)}"
+                )
+            now = self.clock()
+            self._expire_leases(repo, row, spec, now)
+            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "report on")
+            self._renew(repo, row, spec, trial, now)
+            existing = repo.get_measurement(row.id, trial_id, measurement.step)
+            if existing is not None:
+                if dict(existing.metrics) != dict(measurement.metrics):
+                    raise AlreadyExists(
+                        f"step {measurement.step} of trial {trial_id} was already reported with "
+                        f"other values {dict(existing.metrics)}; report each step once"
+                    )
+                return trial.stop_decision, trial
+            repo.insert_measurement(row.id, trial_id, replace(measurement, time=now))
+            if trial.stop_decision is not None:
+                return trial.stop_decision, trial
+            decision = self._decide_stop(repo, row, spec, trial_id)
+            if decision is not None:
+                repo.update_trial(
+                    row.id, trial_id, stop_step=decision.step, stop_rule=decision.rule,
+                    stop_reason=decision.reason,
+                )
+                trial.stop_decision = decision
+            return decision, trial
+
+        return self.storage.run(op)
+
+    def _decide_stop(self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int) -> StopDecision | None:
+        policy = spec.early_stopping
+        if policy.rule == "none":
+            return None
+        metric = spec.primary_metric
+
+        def curve_of(ms: Sequence[Measurement]) -> list[tuple[int, float]]:
+            return [(m.step, _loss(metric.goal, m.metrics[metric.name]))
+                    for m in ms if metric.name in m.metrics]
+
+        needs_peers = policy.rule in ("median", "successive_halving")
+        by_trial = repo.measurements_of(row.id, None if needs_peers else [trial_id])
+        curve = curve_of(by_trial.get(trial_id, []))
+        if not curve:
+            return None
+        peers: list[PeerCurve] = []
+        if needs_peers:
+            finished = {
+                t.id for t in repo.trials_where(row.id, states=RESULT_STATES)
+            }
+            peers = [
+                PeerCurve(tid, curve_of(ms), tid in finished)
+                for tid, ms in by_trial.items()
+                if tid != trial_id
+            ]
+        return decide(policy, trial_id, curve, peers)
+
+    def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
+        def op(repo: Repository) -> tuple[bool, Trial]:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            now = self.clock()
+            self._expire_leases(repo, row, spec, now)
+            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "heartbeat")
+            self._renew(repo, row, spec, trial, now)
+            return trial.stop_decision is not None, trial
+
+        return self.storage.run(op)
+
+    def complete_trial(
+        self,
+        name: str,
+        trial_id: int,
+        worker_id: str,
+        final_metrics: Mapping[str, float] | None,
+        infeasible_reason: str = "",
+    ) -> Trial:
+        if len(infeasible_reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument(f"infeasible_reason is longer than {MAX_REASON_LENGTH} characters")
+        if final_metrics is not None:
+            _check_metrics(final_metrics, what="final measurement")
+
+        def op(repo: Repository) -> Trial:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            now = self.clock()
+            self._expire_leases(repo, row, spec, now)
+            _check_worker(worker_id)
+            current = self._load_trial(repo, row, trial_id, for_update=True)
+            if current.state in FINISHED_STATES and current.worker_id == worker_id:
+                # A retried CompleteTrial whose first attempt committed: answer the same.
+                same = (
+                    (infeasible_reason and current.state is TrialState.INFEASIBLE
+                     and current.reason == infeasible_reason)
+                    or (not infeasible_reason and final_metrics is not None
+                        and current.final_metrics == dict(final_metrics))
+                )
+                if same:
+                    return current
+            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "complete")
+            state, metrics, reason = self._final_outcome(repo, row, spec, trial, final_metrics,
+                                                         infeasible_reason)
+            repo.update_trial(
+                row.id, trial_id, state=state.value, final_metrics=metrics, reason=reason,
+                ended_at=now, lease_expires=0.0,
+            )
+            trial.state, trial.final_metrics, trial.reason, trial.end_time = state, metrics, reason, now
+            self._complete_study_if_done(repo, row, spec)
+            return trial
+
+        return self.storage.run(op)
+
+    def _final_outcome(
+        self,
+        repo: Repository,
+        row: StudyRow,
+        spec: StudySpec,
+        trial: Trial,
+        final_metrics: Mapping[str, float] | None,
+        infeasible_reason: str,
+    ) -> tuple[TrialState, dict[str, float] | None, str]:
+        """The documented rule: infeasible when asked, or when an objective is NaN/inf."""
+        if infeasible_reason:
+            return TrialState.INFEASIBLE, None, infeasible_reason
+        if final_metrics is None:
+            ms = repo.measurements_of(row.id, [trial.id]).get(trial.id, [])
+            if not ms:
+                raise InvalidArgument(
+                    f"trial {trial.id} has no reports: give the final metrics "
+                    f"{[m.name for m in spec.metrics]}"
+                )
+            final_metrics = ms[-1].metrics
+        missing = [m.name for m in spec.metrics if m.name not in final_metrics]
+        if missing:
+            raise InvalidArgument(
+                f"the final measurement lacks the study's metrics {missing}; got "
+                f"{sorted(final_metrics)}"
+            )
+        non_finite = [m.name for m in spec.metrics if not math.isfinite(final_metrics[m.name])]
+        if non_finite:
+            return (
+                TrialState.INFEASIBLE,
+                None,
+                f"non-finite final value of {non_finite} (NaN or infinite)",
+            )
+        bad_extra = [k for k, v in final_metrics.items() if not math.isfinite(v)]
+        if bad_extra:
+            raise InvalidArgument(
+                f"final metrics {bad_extra} are not finite; leave them out or report finite values"
+            )
+        state = TrialState.STOPPED_EARLY if trial.stop_decision else TrialState.COMPLETED
+        return state, dict(final_metrics), ""
+
+    def fail_trial(self, name: str, trial_id: int, worker_id: str, reason: str) -> Trial:
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument(f"reason is longer than {MAX_REASON_LENGTH} characters")
+
+        def op(repo: Repository) -> Trial:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            now = self.clock()
+            self._expire_leases(repo, row, spec, now)
+            _check_worker(worker_id)
+            current = self._load_trial(repo, row, trial_id, for_update=True)
+            if current.state is TrialState.FAILED and current.worker_id == worker_id:
+                return current
+            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "fail")
+            reason_text = reason or "failed (no reason given)"
+            repo.update_trial(row.id, trial_id, state=TrialState.FAILED.value, reason=reason_text,
+                              ended_at=now, lease_expires=0.0)
+            trial.state, trial.reason, trial.end_time = TrialState.FAILED, reason_text, now
+            self._complete_study_if_done(repo, row, spec)
+            return trial
+
+        return self.storage.run(op)
+
+    def release_trial(self, name: str, trial_id: int, worker_id: str) -> Trial:
+        def op(repo: Repository) -> Trial:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            now = self.clock()
+            self._expire_leases(repo, row, spec, now)
+            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "release")
+            # The next worker starts the trial afresh: its old reports would clash with the
+            # new ones step by step, so they go.
+            repo.delete_measurements(row.id, trial_id)
+            repo.update_trial(
+                row.id, trial_id, state=TrialState.REQUESTED.value, worker_id="",
+                lease_expires=0.0, started_at=0.0, stop_step=None, stop_rule="", stop_reason="",
+            )
+            return replace(trial, state=TrialState.REQUESTED, worker_id="", lease_expires=0.0,
+                           stop_decision=None)
+
+        return self.storage.run(op)
+
+    def add_trial(self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None) -> Trial:
+        if final_metrics is not None:
+            _check_metrics(final_metrics, what="final measurement")
+
+        def op(repo: Repository) -> Trial:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            valid = spec.space.validate(params)
+            now = self.clock()
+            repo.lock_study(row.id)
+            trial_id = repo.allocate_trial_ids(row.id, 1)
+            if final_metrics is None:
+                repo.insert_trials(
+                    row.id, [trial_row(trial_id, valid, TrialState.REQUESTED, TrialSource.USER, now)]
+                )
+                return Trial(name, trial_id, valid, TrialState.REQUESTED, TrialSource.USER,
+                             create_time=now)
+            missing = [m.name for m in spec.metrics if m.name not in final_metrics]
+            if missing:
+                raise InvalidArgument(f"the final measurement lacks the study's metrics {missing}")
+            bad = [k for k, v in final_metrics.items() if not math.isfinite(v)]
+            if bad:
+                raise InvalidArgument(f"final metrics {bad} are not finite")
+            repo.insert_trials(
+                row.id,
+                [trial_row(trial_id, valid, TrialState.COMPLETED, TrialSource.USER, now,
+                           final_metrics=dict(final_metrics), started_at=now, ended_at=now)],
+            )
+            return Trial(name, trial_id, valid, TrialState.COMPLETED, TrialSource.USER,
+                         final_metrics=dict(final_metrics), create_time=now, start_time=now,
+                         end_time=now)
+
+        return self.storage.run(op)
+
+    def get_trial(self, name: str, trial_id: int) -> Trial:
+        def op(repo: Repository) -> Trial:
+            row = self._study_row(repo, name)
+            self._expire_leases(repo, row, self._spec(row), self.clock())
+            trial = self._load_trial(repo, row, trial_id, for_update=False)
+            trial.measurements = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
+            return trial
+
+        return self.storage.run(op)
+
+    def list_trials(
+        self,
+        name: str,
+        states: Sequence[TrialState],
+        page_size: int,
+        page_token: str,
+        with_measurements: bool = True,
+    ) -> tuple[list[Trial], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must be >= 0")
+        size = min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        after_text = _from_page_token(page_token)
+        try:
+            after = int(after_text or 0)
+        except ValueError:
+            raise InvalidArgument("page_token is not one this server issued") from None
+
+        def op(repo: Repository) -> tuple[list[Trial], str]:
+            row = self._study_row(repo, name)
+            self._expire_leases(repo, row, self._spec(row), self.clock())
+            found = repo.trials_where(row.id, states=states, after_id=after, limit=size + 1)
+            more = len(found) > size
+            found = found[:size]
+            if with_measurements:
+                ms = repo.measurements_of(row.id, [t.id for t in found])
+                for t in found:
+                    t.measurements = ms.get(t.id, [])
+            for t in found:
+                t.study_name = name
+            return found, (_page_token(str(found[-1].id)) if more and found else "")
+
+        return self.storage.run(op)
+
+    def optimal_trials(self, name: str, count: int) -> list[Trial]:
+        if count < 0:
+            raise InvalidArgument("count must be >= 0")
+
+        def op(repo: Repository) -> list[Trial]:
+            row = self._study_row(repo, name)
+            spec = self._spec(row)
+            done = repo.trials_where(row.id, states=RESULT_STATES)
+            for t in done:
+                t.study_name = name
+            if len(spec.metrics) > 1:
+                return pareto_front([(m.name, m.goal) for m in spec.metrics], done)
+            metric = spec.primary_metric
+            ranked = sorted(
+                (t for t in done if t.final_metrics and metric.name in t.final_metrics),
+                key=lambda t: (_loss(metric.goal, float(t.final_metrics[metric.name])), t.id),  # type: ignore[index]
+            )
+            return ranked[: count or 1]
+
+        return self.storage.run(op)
+

@@ -1,0 +1,452 @@
+"""SQL storage of studies, trials and measurements: SQLite (default) and PostgreSQL.
+
+Every service call runs as one transaction through `Storage.run(fn)`, where `fn` gets a
+`Repository` bound to that transaction. Concurrency between threads, processes and
+replicas is handled by the database only:
+- SQLite: every write transaction starts with BEGIN IMMEDIATE (one writer at a time), WAL.
+- PostgreSQL: `lock_study` takes a transaction-scoped advisory lock per study for
+  structural changes (new trials, retries, state); per-trial writes lock the trial row.
+Transient conflicts (deadlock, serialization failure, busy database) are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from tunewire.server.errors import StorageUnavailable
+from tunewire.server.storage.schema import measurements, studies, trials
+from tunewire.server.study import (
+    Measurement,
+    StopDecision,
+    Trial,
+    TrialSource,
+    TrialState,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+DEFAULT_SQLITE_FILE = "tunewire.db"
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock.
+RETRYABLE_PG_CODES = {"40001", "40P01"}
+
+
+def default_storage_url() -> str:
+    """A SQLite file in the working directory."""
+    return f"sqlite:///{os.path.abspath(DEFAULT_SQLITE_FILE)}"
+
+
+def normalise_url(url: str) -> str:
+    """Accepts postgres:// and postgresql:// URLs and selects the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    id: int
+    name: str
+    spec_json: str
+    state: str
+    created_at: float
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class Repository:
+    """Reads and writes within one transaction. Only the service calls it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.is_postgres = conn.dialect.name == "postgresql"
+
+    # -- studies ------------------------------------------------------------------
+    def lock_study(self, study_id: int) -> None:
+        """Serialises structural changes of one study across replicas (PostgreSQL);
+        SQLite transactions are already serialised by BEGIN IMMEDIATE."""
+        if self.is_postgres:
+            self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 20_517, "b": study_id}
+            )
+
+    def find_study(self, name: str) -> StudyRow | None:
+        row = self.conn.execute(
+            select(
+                studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
+                studies.c.created_at,
+            ).where(studies.c.name == name)
+        ).first()
+        return StudyRow(*row) if row else None
+
+    def insert_study(self, name: str, spec_json: str, state: str, now: float) -> StudyRow | None:
+        """Inserts a study; None when the name is taken (a concurrent create)."""
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(studies).on_conflict_do_nothing(index_elements=["name"])
+        else:
+            stmt = insert(studies).prefix_with("OR IGNORE")
+        result = self.conn.execute(
+            stmt.values(name=name, spec_json=spec_json, state=state, created_at=now)
+        )
+        if result.rowcount == 0:
+            return None
+        return self.find_study(name)
+
+    def list_studies(self, after_name: str, limit: int) -> list[StudyRow]:
+        rows = self.conn.execute(
+            select(
+                studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
+                studies.c.created_at,
+            )
+            .where(studies.c.name > after_name)
+            .order_by(studies.c.name)
+            .limit(limit)
+        ).all()
+        return [StudyRow(*r) for r in rows]
+
+    def delete_study(self, study_id: int) -> None:
+        # Explicit child deletes: SQLite enforces ON DELETE CASCADE only with a pragma.
+        self.conn.execute(delete(measurements).where(measurements.c.study_id == study_id))
+        self.conn.execute(delete(trials).where(trials.c.study_id == study_id))
+        self.conn.execute(delete(studies).where(studies.c.id == study_id))
+
+    def set_study_state(self, study_id: int, state: str) -> None:
+        self.conn.execute(update(studies).where(studies.c.id == study_id).values(state=state))
+
+    def trial_counts(self, study_ids: Sequence[int]) -> dict[int, dict[TrialState, int]]:
+        out: dict[int, dict[TrialState, int]] = {i: {} for i in study_ids}
+        if not study_ids:
+            return out
+        rows = self.conn.execute(
+            select(trials.c.study_id, trials.c.state, func.count())
+            .where(trials.c.study_id.in_(list(study_ids)))
+            .group_by(trials.c.study_id, trials.c.state)
+        ).all()
+        for sid, state, n in rows:
+            out[sid][TrialState(state)] = int(n)
+        return out
+
+    def allocate_trial_ids(self, study_id: int, n: int) -> int:
+        """Reserves n consecutive trial ids; returns the first."""
+        first = self.conn.execute(
+            update(studies)
+            .where(studies.c.id == study_id)
+            .values(next_trial_id=studies.c.next_trial_id + n)
+            .returning(studies.c.next_trial_id)
+        ).scalar_one()
+        return int(first) - n
+
+    # -- trials -------------------------------------------------------------------
+    def insert_trials(self, study_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(trials), [{"study_id": study_id, **r} for r in rows])
+
+    def get_trial(self, study_id: int, trial_id: int, *, for_update: bool = False) -> Trial | None:
+        stmt = select(trials).where(
+            and_(trials.c.study_id == study_id, trials.c.trial_id == trial_id)
+        )
+        if for_update and self.is_postgres:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).mappings().first()
+        return _trial_from_row(row) if row else None
+
+    def update_trial(self, study_id: int, trial_id: int, **values: Any) -> None:
+        if "final_metrics" in values:
+            fm = values.pop("final_metrics")
+            values["final_metrics_json"] = None if fm is None else _json(fm)
+        self.conn.execute(
+            update(trials)
+            .where(and_(trials.c.study_id == study_id, trials.c.trial_id == trial_id))
+            .values(**values)
+        )
+
+    def trials_where(
+        self,
+        study_id: int,
+        *,
+        states: Iterable[TrialState] = (),
+        worker_id: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        conditions = [trials.c.study_id == study_id, trials.c.trial_id > after_id]
+        state_list = [s.value for s in states]
+        if state_list:
+            conditions.append(trials.c.state.in_(state_list))
+        if worker_id is not None:
+            conditions.append(trials.c.worker_id == worker_id)
+        stmt = select(trials).where(and_(*conditions)).order_by(trials.c.trial_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_trial_from_row(r) for r in self.conn.execute(stmt).mappings()]
+
+    def has_expired_leases(self, study_id: int, now: float) -> bool:
+        row = self.conn.execute(
+            select(trials.c.trial_id)
+            .where(
+                and_(
+                    trials.c.study_id == study_id,
+                    trials.c.state == TrialState.ACTIVE.value,
+                    trials.c.lease_expires < now,
+                )
+            )
+            .limit(1)
+        ).first()
+        return row is not None
+
+    def mark_expired_lost(self, study_id: int, now: float) -> list[Trial]:
+        """Marks ACTIVE trials with an expired lease LOST; returns them as they were."""
+        expired = self.conn.execute(
+            select(trials)
+            .where(
+                and_(
+                    trials.c.study_id == study_id,
+                    trials.c.state == TrialState.ACTIVE.value,
+                    trials.c.lease_expires < now,
+                )
+            )
+            .order_by(trials.c.trial_id)
+        ).mappings().all()
+        lost = [_trial_from_row(r) for r in expired]
+        for t in lost:
+            self.update_trial(
+                study_id, t.id, state=TrialState.LOST.value, ended_at=now,
+                reason=f"lease expired at {t.lease_expires:.3f} (worker {t.worker_id!r})",
+            )
+        return lost
+
+    def count_budget_trials(self, study_id: int) -> int:
+        """Trials that use the trial budget: everything but LOST and REQUESTED."""
+        return int(
+            self.conn.execute(
+                select(func.count()).where(
+                    and_(
+                        trials.c.study_id == study_id,
+                        trials.c.state.notin_(
+                            [TrialState.LOST.value, TrialState.REQUESTED.value]
+                        ),
+                    )
+                )
+            ).scalar_one()
+        )
+
+    # -- measurements ---------------------------------------------------------------
+    def get_measurement(self, study_id: int, trial_id: int, step: int) -> Measurement | None:
+        row = self.conn.execute(
+            select(measurements).where(
+                and_(
+                    measurements.c.study_id == study_id,
+                    measurements.c.trial_id == trial_id,
+                    measurements.c.step == step,
+                )
+            )
+        ).mappings().first()
+        return _measurement_from_row(row) if row else None
+
+    def delete_measurements(self, study_id: int, trial_id: int) -> None:
+        self.conn.execute(
+            delete(measurements).where(
+                and_(measurements.c.study_id == study_id, measurements.c.trial_id == trial_id)
+            )
+        )
+
+    def insert_measurement(self, study_id: int, trial_id: int, m: Measurement) -> None:
+        self.conn.execute(
+            insert(measurements).values(
+                study_id=study_id,
+                trial_id=trial_id,
+                step=m.step,
+                metrics_json=_json(dict(m.metrics)),
+                elapsed_seconds=m.elapsed_seconds,
+                created_at=m.time,
+            )
+        )
+
+    def measurements_of(self, study_id: int, trial_ids: Sequence[int] | None = None) -> dict[int, list[Measurement]]:
+        """Measurements by trial id, ordered by step (all trials when trial_ids is None)."""
+        conditions = [measurements.c.study_id == study_id]
+        if trial_ids is not None:
+            if not trial_ids:
+                return {}
+            conditions.append(measurements.c.trial_id.in_(list(trial_ids)))
+        rows = self.conn.execute(
+            select(measurements)
+            .where(and_(*conditions))
+            .order_by(measurements.c.trial_id, measurements.c.step)
+        ).mappings()
+        out: dict[int, list[Measurement]] = {}
+        for r in rows:
+            out.setdefault(int(r["trial_id"]), []).append(_measurement_from_row(r))
+        return out
+
+
+def _measurement_from_row(row: Mapping[str, Any]) -> Measurement:
+    return Measurement(
+        step=int(row["step"]),
+        metrics=json.loads(row["metrics_json"]),
+        elapsed_seconds=float(row["elapsed_seconds"]),
+        time=float(row["created_at"]),
+    )
+
+
+def _trial_from_row(row: Mapping[str, Any]) -> Trial:
+    stop = None
+    if row["stop_step"] is not None:
+        stop = StopDecision(int(row["stop_step"]), row["stop_rule"], row["stop_reason"])
+    fm = row["final_metrics_json"]
+    return Trial(
+        study_name="",
+        id=int(row["trial_id"]),
+        parameters=json.loads(row["params_json"]),
+        state=TrialState(row["state"]),
+        source=TrialSource(row["source"]),
+        worker_id=row["worker_id"],
+        final_metrics=None if fm is None else json.loads(fm),
+        reason=row["reason"],
+        stop_decision=stop,
+        retry_of=int(row["retry_of"]),
+        attempt=int(row["attempt"]),
+        create_time=float(row["created_at"]),
+        start_time=float(row["started_at"]),
+        end_time=float(row["ended_at"]),
+        lease_expires=float(row["lease_expires"]),
+    )
+
+
+def trial_row(
+    trial_id: int,
+    params: Mapping[str, Any],
+    state: TrialState,
+    source: TrialSource,
+    now: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A row for `Repository.insert_trials`."""
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "params_json": _json(dict(params)),
+        "state": state.value,
+        "source": source.value,
+        "created_at": now,
+    }
+    if "final_metrics" in extra:
+        fm = extra.pop("final_metrics")
+        row["final_metrics_json"] = None if fm is None else _json(fm)
+    row.update(extra)
+    return row
+
+
+class Storage:
+    """Owns the engine; runs each unit of work in one transaction, retrying conflicts."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.url = normalise_url(url or default_storage_url())
+        self.engine = self._create_engine(self.url)
+        if migrate:
+            self.migrate()
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=16,
+                max_overflow=48,
+            )
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+                # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE (see below).
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a killed process (not a power cut).
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        if url.startswith("postgresql"):
+            return create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
+        return create_engine(url, poolclass=NullPool)
+
+    def migrate(self) -> None:
+        """Applies Alembic migrations up to head (safe when replicas start together)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+
+    def run(self, fn: Callable[[Repository], T], *, attempts: int = 8) -> T:
+        """Runs fn in one transaction; commits on return, rolls back on exception.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached or stays locked.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(Repository(conn))
+            except (OperationalError, DBAPIError) as exc:
+                if not self._retryable(exc) or attempt == attempts - 1:
+                    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                        raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+                    raise
+                delay = min(0.5, 0.005 * 2**attempt) * (0.5 + random.random())
+                log.info("retrying transaction after %s (attempt %d)", exc.orig, attempt + 1)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _retryable(exc: DBAPIError) -> bool:
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code in RETRYABLE_PG_CODES:
+            return True
+        message = str(exc.orig).lower()
+        return "database is locked" in message or exc.connection_invalidated
+
+    def dispose(self) -> None:
+        self.engine.dispose()
