@@ -1,0 +1,61 @@
+"""The `tunewire` command line against a real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SIMPLE_SPEC
+from tunewire.client import TuningClient
+from tunewire.client.cli import main
+from tunewire.server.app import RunningServer
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_study_commands(sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = ["--server", sqlite_server.target]
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(dict(SIMPLE_SPEC, name="cli", max_trials=3)))
+    code, out, _ = run(capsys, "study", "create", str(spec_file), *target)
+    assert code == 0 and "study cli: active, algorithm random" in out
+    client = TuningClient(sqlite_server.target)
+    for trial in client.worker_loop("cli", "w"):
+        trial.report(0, {"loss": float(trial.id)})
+        trial.complete({"loss": float(trial.id), "acc": 0.5})
+    client.close()
+    code, out, _ = run(capsys, "study", "list", *target)
+    assert "study cli: completed" in out and "3 completed" in out
+    code, out, _ = run(capsys, "study", "show", "cli", *target)
+    assert out.count("completed") >= 4
+    code, out, _ = run(capsys, "study", "best", "cli", "--count", "2", *target)
+    assert out.splitlines()[0].split()[0] == "#1" and len(out.splitlines()) == 2
+    code, out, _ = run(capsys, "study", "export", "cli", "--format", "csv", *target)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["trial_id"] for r in rows] == ["1", "2", "3"] and rows[0]["loss"] == "1.0"
+    export = tmp_path / "trials.json"
+    code, _, _ = run(capsys, "study", "export", "cli", "--format", "json", "-o", str(export), *target)
+    data = json.loads(export.read_text())
+    assert data[0]["measurements"] == [[0, {"loss": 1.0}]]
+    code, out, _ = run(capsys, "trial", "list", "cli", "--state", "completed", *target)
+    assert len(out.splitlines()) == 3
+    code, out, err = run(capsys, "study", "show", "missing", *target)
+    assert code == 1 and "NOT_FOUND" in err and "'missing' not found" in err
+    code, out, err = run(capsys, "study", "stop", "cli", *target)
+    assert code == 0
+
+
+def test_bad_spec_file_is_reported(sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(dict(SIMPLE_SPEC, name="bad", algorithm="nope")))
+    code, _, err = run(capsys, "study", "create", str(bad), "--server", sqlite_server.target)
+    assert code == 1 and "INVALID_ARGUMENT" in err and "unknown algorithm 'nope'" in err
