@@ -1,0 +1,116 @@
+"""The main job for a newcomer (`tunewire demo`): a local server on SQLite, two trainer
+worker processes tuning an MLP on the digits data, and the best trial at the end.
+
+Everything runs on this machine; it takes a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tunewire.client import TuningClient
+from tunewire.trainer.cli import configure_logging, run_processes
+from tunewire.trainer.tasks import BUILTIN_TASKS
+from tunewire.trainer.worker import WorkerSettings, format_params
+
+TASK = "digits-mlp"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tunewire demo",
+        description="Start a local server, tune an MLP on digits with two workers, show the best.",
+    )
+    p.add_argument("--trials", type=int, default=30, help="trial budget (default 30)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--algorithm",
+        default="",
+        help="gp, random, sobol (default: the task's default spec, gp)",
+    )
+    p.add_argument(
+        "--dir",
+        default=".tunewire",
+        help="where the SQLite database goes (default ./.tunewire)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the study and the training")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the demo; returns the exit code (non-zero when no trial finished)."""
+    from tunewire.server.app import run_in_background  # the demo hosts its own server
+
+    args = build_parser().parse_args(argv)
+    if args.trials < 1 or args.workers < 1:
+        print("tunewire demo: --trials and --workers must be >= 1", file=sys.stderr)
+        return 2
+    configure_logging(args.verbose)
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    database = folder / "demo.db"
+    server = run_in_background(storage_url=f"sqlite:///{database.resolve()}")
+    # A new study per run: a rerun must not find the previous run's finished study.
+    study = f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    spec = BUILTIN_TASKS[TASK].default_spec()
+    spec.update(max_trials=args.trials, seed=args.seed)
+    if args.algorithm:
+        spec["algorithm"] = args.algorithm
+    print(
+        f"tunewire demo: server on {server.target} (storage {database}); study {study}: "
+        f"{args.trials} trials of {TASK}, algorithm {spec['algorithm']}, "
+        f"{args.workers} workers",
+        flush=True,
+    )
+    started = time.perf_counter()
+    try:
+        with TuningClient(server.target) as client:
+            client.create_study(study, spec)
+            settings = WorkerSettings(
+                server=server.target,
+                study=study,
+                task=TASK,
+                device="cpu",
+                create_study=False,
+                seed=args.seed,
+                progress="log",
+            )
+            summaries = run_processes(settings, ["cpu"] * args.workers, args.verbose)
+            wall = time.perf_counter() - started
+            best = client.best_trials(study, 1)
+            trials = client.list_trials(study, measurements=False)
+    finally:
+        server.stop()
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    print(f"\n{len(trials)} trials in {wall:.0f} s: " + ", ".join(
+        f"{n} {state}" for state, n in sorted(counts.items())
+    ))
+    for s in summaries:
+        if s.exit_code:
+            print(f"worker {s.worker_id}: {s.message}", file=sys.stderr)
+    if not best or not best[0].final_metrics:
+        print("no trial finished", file=sys.stderr)
+        return 1
+    b = best[0]
+    m = b.final_metrics or {}
+    print(f"best trial #{b.id} ({b.state}):")
+    print(f"  validation loss  {m.get('val_loss', float('nan')):.4f}")
+    print(f"  test accuracy    {m.get('test_accuracy', float('nan')):.4f}")
+    print(f"  epochs trained   {m.get('epochs_trained', 0):.0f}, "
+          f"{m.get('train_seconds', 0):.1f} s, {m.get('n_params', 0):.0f} parameters")
+    print(f"  hyperparameters  {format_params(b.params)}")
+    print(
+        f"\nThe study is kept in {database}; browse it with\n"
+        f"  tunewire serve --storage sqlite:///{database}  and  tunewire study show {study}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

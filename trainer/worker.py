@@ -1,0 +1,421 @@
+"""The trainer worker: asks the server for trials, trains each with the task, reports every
+epoch, obeys stop decisions, and finishes the trial with its outcome.
+
+It speaks to the server only through the public client library (`tunewire.client`), like a
+third-party trainer. Outcomes: a result completes the trial; out-of-memory or a diverged
+loss marks it infeasible and the worker goes on; SIGINT/SIGTERM hands it back to the server
+and the worker exits cleanly; an unreachable server is retried with backoff (by the
+client) for `server_wait_s` before the worker gives up with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+import yaml
+from tunewire.client import Trial, TunewireClientError, TuningClient
+from tunewire.trainer.devices import (
+    DeviceError,
+    prepare_device,
+    release_cuda_memory,
+    resolve_device,
+)
+from tunewire.trainer.errors import (
+    TaskContractError,
+    TaskLoadError,
+    TaskParameterError,
+    TrialInfeasible,
+    WorkerInterrupted,
+)
+from tunewire.trainer.progress import make_progress
+from tunewire.trainer.reporter import Metrics, Reporter, TrainFunction
+from tunewire.trainer.tasks import DEFAULT_TASK, BuiltinTask, load_task
+
+log = logging.getLogger("tunewire.trainer")
+
+# Codes of a server that is away (the client has already retried them with backoff).
+UNREACHABLE_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+# A user task that raises on this many trials in a row is broken, not unlucky.
+MAX_CONSECUTIVE_FAILURES = 3
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything one worker process needs; the CLI fills it from flags.
+
+    Attributes:
+        device: ``auto``, ``cpu`` or ``cuda:N``.
+        worker_id: stable id sent to the server; empty = ``host:device:pid``.
+        max_trials: stop after this many trials (None = until the study is done).
+        create_study: create the study when missing, from `space` or the task's default
+            spec (idempotent; an existing study is joined as it is).
+        space: a YAML/JSON study spec file (search space, metrics, algorithm...).
+        seed: seeds the data split and the network; give every worker the same one.
+        threads: torch intra-op threads (default 1).
+        progress: ``auto`` (a bar on a terminal), ``bar``, ``log`` or ``off``.
+        server_wait_s: how long an unreachable server is retried before giving up.
+    """
+
+    server: str
+    study: str
+    task: str = DEFAULT_TASK
+    device: str = "auto"
+    worker_id: str = ""
+    max_trials: int | None = None
+    token: str | None = None
+    create_study: bool = True
+    space: str | None = None
+    seed: int = 0
+    threads: int | None = None
+    amp: bool = False
+    progress: str = "auto"
+    server_wait_s: float = 600.0
+    rpc_timeout_s: float = 30.0
+
+
+@dataclass
+class TrialOutcome:
+    """How one trial ended on this worker."""
+
+    trial_id: int
+    state: str  # completed, stopped_early, infeasible, failed, released, lost
+    params: dict[str, Any]
+    metrics: Metrics | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class WorkerSummary:
+    """What a worker did; printed at the end and sent from worker processes to the CLI."""
+
+    worker_id: str
+    device: str
+    objective: str = "val_loss"
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    exit_code: int = EXIT_OK
+    message: str = ""
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.state for o in self.outcomes)
+
+    def best(self) -> TrialOutcome | None:
+        """The finished trial with the smallest objective on this worker."""
+        results = [
+            o
+            for o in self.outcomes
+            if o.state in ("completed", "stopped_early")
+            and o.metrics
+            and self.objective in o.metrics
+        ]
+        return min(results, key=lambda o: o.metrics[self.objective]) if results else None  # type: ignore[index]
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+    )
+
+
+def format_metrics(metrics: Mapping[str, float], names: tuple[str, ...] = ()) -> str:
+    chosen = [n for n in names if n in metrics] or list(metrics)
+    return ", ".join(f"{n} {metrics[n]:.4g}" for n in chosen)
+
+
+KEY_METRICS = ("val_loss", "test_accuracy", "test_rmse", "epochs_trained", "train_seconds")
+
+
+class _SignalGuard:
+    """Turns the first SIGINT/SIGTERM into WorkerInterrupted in the main thread (so that
+    training stops at once and the trial can be handed back); later ones are only logged so
+    that the hand-back itself is not interrupted."""
+
+    def __init__(self) -> None:
+        self.fired: str = ""
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.fired:
+            log.warning("%s again: already stopping", name)
+            return
+        self.fired = name
+        raise WorkerInterrupted(name)
+
+    def __enter__(self) -> _SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def default_worker_id(device: torch.device, index: int = 0) -> str:
+    """host:device:pid — unique per process, so two workers on one host never share the
+    server's lease on a trial."""
+    import os
+
+    label = f"{device.type}{device.index if device.index is not None else index}"
+    return f"{socket.gethostname()}:{label}:{os.getpid()}"
+
+
+def load_spec(path: str) -> dict[str, Any]:
+    """Reads a YAML (or JSON, a subset of YAML) study spec file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise TaskLoadError(f"--space {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TaskLoadError(f"--space {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or "parameters" not in raw:
+        raise TaskLoadError(f"--space {path}: expected a mapping with 'parameters' and 'metrics'")
+    return raw
+
+
+def ensure_study(client: TuningClient, settings: WorkerSettings, task: TrainFunction) -> None:
+    """Creates the study when asked (idempotent) and checks that the task can train it.
+
+    Raises:
+        TaskLoadError, TaskParameterError: a spec the task cannot train.
+        TunewireClientError: the server refused (the message says why).
+    """
+    spec: dict[str, Any] | None = None
+    if settings.space:
+        spec = load_spec(settings.space)
+    elif isinstance(task, BuiltinTask):
+        spec = task.default_spec()
+    if isinstance(task, BuiltinTask) and spec is not None:
+        task.check_spec(spec)
+    if settings.create_study and spec is not None:
+        try:
+            client.create_study(settings.study, spec)
+        except TunewireClientError as exc:
+            if exc.code.name != "ALREADY_EXISTS":
+                raise
+            level = logging.WARNING if settings.space else logging.INFO
+            log.log(level, "study %r exists with another spec; joining it as it is", settings.study)
+    try:
+        study = client.get_study(settings.study)
+    except TunewireClientError as exc:
+        if exc.code.name == "NOT_FOUND":
+            raise TaskLoadError(
+                f"study {settings.study!r} does not exist on {settings.server}: create it "
+                "(tunewire study create) or pass --space FILE.yaml"
+            ) from None
+        raise
+    if isinstance(task, BuiltinTask):
+        task.check_spec({"parameters": [{"name": p.name} for p in study.spec.parameters]})
+
+
+class Worker:
+    """One worker on one device; `run` trains trials until the study is done."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        client: TuningClient | None = None,
+        index: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.worker_id = settings.worker_id or default_worker_id(self.device, index)
+        self.client = client or TuningClient(
+            settings.server,
+            token=settings.token,
+            timeout=settings.rpc_timeout_s,
+            retry_timeout=settings.server_wait_s,
+        )
+        self.summary = WorkerSummary(self.worker_id, str(self.device))
+
+    def run(self) -> WorkerSummary:
+        """Runs until the study is done, `max_trials` trials ran, a signal, or a fatal
+        error; never raises for those, the summary's exit_code and message say what ended it."""
+        started = time.perf_counter()
+        try:
+            with _SignalGuard():
+                self._run()
+        except WorkerInterrupted as exc:
+            self.summary.message = f"stopped by {exc}"
+        except (TaskLoadError, TaskParameterError) as exc:
+            self.summary.exit_code = EXIT_CONFIG
+            self.summary.message = str(exc)
+        except TunewireClientError as exc:
+            if exc.code.name in UNREACHABLE_CODES:
+                self.summary.exit_code = EXIT_UNREACHABLE
+                self.summary.message = (
+                    f"server {self.settings.server} unreachable for "
+                    f"{self.settings.server_wait_s:.0f} s: {exc.details or exc.code.name}"
+                )
+            else:
+                self.summary.exit_code = EXIT_CONFIG
+                self.summary.message = f"the server refused: {exc}"
+        self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+    def _run(self) -> None:
+        settings = self.settings
+        prepare_device(self.device, settings.threads)
+        if settings.amp and self.device.type != "cuda":
+            log.warning("--amp only applies on CUDA; training in float32 on %s", self.device)
+        task = load_task(settings.task)
+        ensure_study(self.client, settings, task)
+        objective = self.client.primary_metric(settings.study)
+        self.summary.objective = objective
+        log.info(
+            "worker %s: study %r, task %s, device %s, seed %d",
+            self.worker_id,
+            settings.study,
+            settings.task,
+            self.device,
+            settings.seed,
+        )
+        failures_in_a_row = 0
+        for trial in self.client.worker_loop(
+            settings.study, self.worker_id, max_trials=settings.max_trials
+        ):
+            outcome = self.run_trial(trial, task, objective)
+            self.summary.outcomes.append(outcome)
+            failures_in_a_row = failures_in_a_row + 1 if outcome.state == "failed" else 0
+            if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+                self.summary.exit_code = EXIT_FAILURES
+                self.summary.message = (
+                    f"{failures_in_a_row} trials in a row failed (last: {outcome.reason}); "
+                    "stopping: fix the task"
+                )
+                return
+        self.summary.message = "study done" if settings.max_trials is None else "done"
+
+    def run_trial(self, trial: Trial, task: TrainFunction, objective: str) -> TrialOutcome:
+        """Trains one trial and tells the server how it ended.
+
+        Raises:
+            WorkerInterrupted: after handing the trial back.
+            TaskParameterError: after failing the trial (the worker must stop).
+            TunewireClientError: the server is unreachable or refused a call.
+        """
+        started = time.perf_counter()
+        params = dict(trial.params)
+        outcome = TrialOutcome(trial.id, "", params)
+        progress = make_progress(self.settings.progress, trial.id, objective)
+
+        def send(step: int, metrics: Metrics) -> bool:
+            return trial.report(step, metrics, elapsed_seconds=time.perf_counter() - started)
+
+        reporter = Reporter(
+            device=self.device,
+            seed=self.settings.seed,
+            amp=self.settings.amp,
+            objective=objective,
+            trial_id=trial.id,
+            send=send,
+            progress=progress,
+        )
+        log.info("trial %d started: %s", trial.id, format_params(params))
+        try:
+            with trial.heartbeat():
+                result = task(params, reporter)
+            final = dict(result) if result is not None else reporter.last_metrics
+            if not final or objective not in final:
+                raise TaskContractError(
+                    f"the task returned no {objective!r} (got {sorted(final or {})}) and "
+                    "reported none"
+                )
+            record = trial.complete(final)
+            outcome.state, outcome.metrics = record.state, final
+        except WorkerInterrupted:
+            self._close(progress)
+            log.warning("interrupted: handing trial %d back to the server", trial.id)
+            trial.release()
+            raise
+        except TaskParameterError as exc:
+            self._close(progress)
+            trial.fail(f"bad task parameters: {exc}")
+            raise
+        except TrialInfeasible as exc:
+            outcome.state, outcome.reason = "infeasible", str(exc)
+            trial.infeasible(outcome.reason)
+        except torch.cuda.OutOfMemoryError as exc:
+            release_cuda_memory()
+            outcome.state = "infeasible"
+            outcome.reason = f"CUDA out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"
+            trial.infeasible(outcome.reason)
+        except MemoryError:
+            outcome.state, outcome.reason = "infeasible", "out of host memory"
+            trial.infeasible(outcome.reason)
+        except TunewireClientError as exc:
+            self._close(progress)
+            if exc.code.name != "FAILED_PRECONDITION":
+                raise
+            # The lease expired and the trial went to another worker (or the study was
+            # stopped): this worker's result would be refused, so it moves on.
+            outcome.state, outcome.reason = "lost", exc.details
+            log.warning("trial %d is no longer ours: %s", trial.id, exc.details)
+        except Exception as exc:  # noqa: BLE001 - any bug in a task fails only its trial
+            outcome.state = "failed"
+            outcome.reason = f"{type(exc).__name__}: {exc}"
+            log.error("trial %d failed:\n%s", trial.id, traceback.format_exc().rstrip())
+            trial.fail(outcome.reason[:4000])
+        outcome.seconds = time.perf_counter() - started
+        self._close(progress)
+        if outcome.metrics is not None:
+            log.info(
+                "trial %d %s in %.1f s: %s",
+                trial.id,
+                outcome.state,
+                outcome.seconds,
+                format_metrics(outcome.metrics, KEY_METRICS),
+            )
+        elif outcome.state != "lost":
+            log.warning("trial %d %s: %s", trial.id, outcome.state, outcome.reason)
+        return outcome
+
+    @staticmethod
+    def _close(progress: Any) -> None:
+        if progress is not None:
+            progress.close()
+
+
+def run_worker(settings: WorkerSettings, index: int = 0) -> WorkerSummary:
+    """Runs one worker in this process; see `Worker.run`."""
+    try:
+        worker = Worker(settings, index=index)
+    except DeviceError as exc:
+        return WorkerSummary(
+            settings.worker_id or "?", settings.device, exit_code=EXIT_CONFIG, message=str(exc)
+        )
+    try:
+        return worker.run()
+    finally:
+        worker.client.close()
+
+
+def worker_settings_for(
+    settings: WorkerSettings, device: str, index: int, count: int
+) -> WorkerSettings:
+    """The settings of worker `index` of `count` started by one `--devices` list."""
+    worker_id = settings.worker_id
+    if worker_id and count > 1:
+        worker_id = f"{worker_id}:{index}"
+    return replace(settings, device=device, worker_id=worker_id)
