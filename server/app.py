@@ -17,9 +17,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tunewire.server.algorithms import get_algorithm
 from tunewire.server.service import TuningService
 from tunewire.server.servicer import TuningServicer
 from tunewire.server.storage.sql import Storage, default_storage_url
+from tunewire.server.study import ALGORITHMS
 from tunewire.v1 import tuning_service_pb2, tuning_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,16 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         )
 
 
+def preload_algorithms() -> None:
+    """Imports every algorithm now (torch and BoTorch take seconds to import), so that the
+    first suggestion a worker asks for is not slow."""
+    for name in ALGORITHMS:
+        get_algorithm(name)
+
+
 def build_server(settings: ServerSettings, storage: Storage) -> tuple[grpc.Server, int]:
     """A started gRPC server on settings.host:port; returns it and the bound port."""
+    preload_algorithms()
     interceptors: list[grpc.ServerInterceptor] = []
     if settings.metrics_port:
         from tunewire.server.metrics import MetricsInterceptor, start_metrics_server

@@ -203,7 +203,7 @@ class TuningService:
 
     def _renew(self, repo: Repository, row: StudyRow, spec: StudySpec, trial: Trial, now: float) -> float:
         expires = now + spec.lease_timeout_seconds
-        repo.update_trial(row.id, trial.id, lease_expires=expires)
+        repo.renew_lease(row.id, trial.id, expires)
         trial.lease_expires = expires
         return expires
 
@@ -365,6 +365,10 @@ class TuningService:
         return self.storage.run(op)
 
     def _run_algorithm(self, repo: Repository, row: StudyRow, spec: StudySpec, count: int) -> list[Params]:
+        algorithm = get_algorithm(spec.algorithm)
+        if not getattr(algorithm, "uses_history", True):
+            request = SuggestRequest(spec, [], [], count, repo.max_trial_id(row.id))
+            return [spec.space.validate(p) for p in algorithm.suggest(request)[:count]]
         all_trials = repo.trials_where(row.id)
         observations = [
             Observation(
@@ -383,7 +387,7 @@ class TuningService:
         ]
         trial_index = max((t.id for t in all_trials), default=0)
         request = SuggestRequest(spec, observations, pending, count, trial_index)
-        suggestions = get_algorithm(spec.algorithm).suggest(request)
+        suggestions = algorithm.suggest(request)
         # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
         return [spec.space.validate(p) for p in suggestions[:count]]
 
@@ -413,15 +417,14 @@ class TuningService:
             self._expire_leases(repo, row, spec, now)
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "report on")
             self._renew(repo, row, spec, trial, now)
-            existing = repo.get_measurement(row.id, trial_id, measurement.step)
-            if existing is not None:
-                if dict(existing.metrics) != dict(measurement.metrics):
+            if not repo.insert_measurement(row.id, trial_id, replace(measurement, time=now)):
+                existing = repo.get_measurement(row.id, trial_id, measurement.step)
+                if existing is not None and dict(existing.metrics) != dict(measurement.metrics):
                     raise AlreadyExists(
                         f"step {measurement.step} of trial {trial_id} was already reported with "
                         f"other values {dict(existing.metrics)}; report each step once"
                     )
                 return trial.stop_decision, trial
-            repo.insert_measurement(row.id, trial_id, replace(measurement, time=now))
             if trial.stop_decision is not None:
                 return trial.stop_decision, trial
             decision = self._decide_stop(repo, row, spec, trial_id)

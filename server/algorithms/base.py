@@ -42,7 +42,12 @@ class Algorithm(Protocol):
 
     Returning fewer than asked means the algorithm has nothing more to offer (e.g. a
     finished grid); the study then completes once its running trials finish.
+
+    `uses_history = False` lets the service skip loading the study's trials (random and
+    Sobol search only need `trial_index`), which keeps large studies cheap.
     """
+
+    uses_history: bool
 
     def suggest(self, request: SuggestRequest) -> list[Params]: ...
 

@@ -59,6 +59,8 @@ def _key(params: Params) -> tuple[tuple[str, ParamValue], ...]:
 
 
 class GridSearch:
+    uses_history = True
+
     def suggest(self, request: SuggestRequest) -> list[Params]:
         seen = {_key(o.params) for o in request.observations}
         seen.update(_key(p) for p in request.pending)

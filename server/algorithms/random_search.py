@@ -15,6 +15,8 @@ from tunewire.server.space import Params
 class RandomSearch:
     """Independent uniform draws in the unit cube (log scales are uniform in the log)."""
 
+    uses_history = False
+
     def suggest(self, request: SuggestRequest) -> list[Params]:
         rng = rng_for(request)
         d = len(request.spec.space)
@@ -35,6 +37,8 @@ def sobol_points(d: int, seed: int, start: int, count: int) -> np.ndarray:
 
 class SobolSearch:
     """The scrambled Sobol sequence: point i goes to the study's i-th created trial."""
+
+    uses_history = False
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         space = request.spec.space

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -80,6 +82,35 @@ class StudyRow:
     created_at: float
 
 
+# Hot-path statements are built once: constructing SQLAlchemy expressions per call costs
+# as much as executing them.
+_STUDY_COLUMNS = (studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
+                  studies.c.created_at)
+_FIND_STUDY = select(*_STUDY_COLUMNS).where(studies.c.name == bindparam("name"))
+_TRIAL_KEY = and_(trials.c.study_id == bindparam("sid"), trials.c.trial_id == bindparam("tid"))
+_GET_TRIAL = select(trials).where(_TRIAL_KEY)
+_GET_TRIAL_FOR_UPDATE = _GET_TRIAL.with_for_update()
+_RENEW_LEASE = update(trials).where(_TRIAL_KEY).values(lease_expires=bindparam("lease"))
+_HAS_EXPIRED = (
+    select(trials.c.trial_id)
+    .where(
+        and_(
+            trials.c.study_id == bindparam("sid"),
+            trials.c.state == TrialState.ACTIVE.value,
+            trials.c.lease_expires < bindparam("now"),
+        )
+    )
+    .limit(1)
+)
+_GET_MEASUREMENT = select(measurements).where(
+    and_(
+        measurements.c.study_id == bindparam("sid"),
+        measurements.c.trial_id == bindparam("tid"),
+        measurements.c.step == bindparam("step"),
+    )
+)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -101,12 +132,7 @@ class Repository:
             )
 
     def find_study(self, name: str) -> StudyRow | None:
-        row = self.conn.execute(
-            select(
-                studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
-                studies.c.created_at,
-            ).where(studies.c.name == name)
-        ).first()
+        row = self.conn.execute(_FIND_STUDY, {"name": name}).first()
         return StudyRow(*row) if row else None
 
     def insert_study(self, name: str, spec_json: str, state: str, now: float) -> StudyRow | None:
@@ -117,12 +143,11 @@ class Repository:
             stmt = pg_insert(studies).on_conflict_do_nothing(index_elements=["name"])
         else:
             stmt = insert(studies).prefix_with("OR IGNORE")
-        result = self.conn.execute(
+        row = self.conn.execute(
             stmt.values(name=name, spec_json=spec_json, state=state, created_at=now)
-        )
-        if result.rowcount == 0:
-            return None
-        return self.find_study(name)
+            .returning(*_STUDY_COLUMNS)
+        ).first()
+        return StudyRow(*row) if row else None
 
     def list_studies(self, after_name: str, limit: int) -> list[StudyRow]:
         rows = self.conn.execute(
@@ -174,13 +199,12 @@ class Repository:
             self.conn.execute(insert(trials), [{"study_id": study_id, **r} for r in rows])
 
     def get_trial(self, study_id: int, trial_id: int, *, for_update: bool = False) -> Trial | None:
-        stmt = select(trials).where(
-            and_(trials.c.study_id == study_id, trials.c.trial_id == trial_id)
-        )
-        if for_update and self.is_postgres:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).mappings().first()
+        stmt = _GET_TRIAL_FOR_UPDATE if for_update and self.is_postgres else _GET_TRIAL
+        row = self.conn.execute(stmt, {"sid": study_id, "tid": trial_id}).mappings().first()
         return _trial_from_row(row) if row else None
+
+    def renew_lease(self, study_id: int, trial_id: int, expires: float) -> None:
+        self.conn.execute(_RENEW_LEASE, {"sid": study_id, "tid": trial_id, "lease": expires})
 
     def update_trial(self, study_id: int, trial_id: int, **values: Any) -> None:
         if "final_metrics" in values:
@@ -213,18 +237,7 @@ class Repository:
         return [_trial_from_row(r) for r in self.conn.execute(stmt).mappings()]
 
     def has_expired_leases(self, study_id: int, now: float) -> bool:
-        row = self.conn.execute(
-            select(trials.c.trial_id)
-            .where(
-                and_(
-                    trials.c.study_id == study_id,
-                    trials.c.state == TrialState.ACTIVE.value,
-                    trials.c.lease_expires < now,
-                )
-            )
-            .limit(1)
-        ).first()
-        return row is not None
+        return self.conn.execute(_HAS_EXPIRED, {"sid": study_id, "now": now}).first() is not None
 
     def mark_expired_lost(self, study_id: int, now: float) -> list[Trial]:
         """Marks ACTIVE trials with an expired lease LOST; returns them as they were."""
@@ -247,6 +260,15 @@ class Repository:
             )
         return lost
 
+    def max_trial_id(self, study_id: int) -> int:
+        return int(
+            self.conn.execute(
+                select(func.coalesce(func.max(trials.c.trial_id), 0)).where(
+                    trials.c.study_id == study_id
+                )
+            ).scalar_one()
+        )
+
     def count_budget_trials(self, study_id: int) -> int:
         """Trials that use the trial budget: everything but LOST and REQUESTED."""
         return int(
@@ -265,13 +287,7 @@ class Repository:
     # -- measurements ---------------------------------------------------------------
     def get_measurement(self, study_id: int, trial_id: int, step: int) -> Measurement | None:
         row = self.conn.execute(
-            select(measurements).where(
-                and_(
-                    measurements.c.study_id == study_id,
-                    measurements.c.trial_id == trial_id,
-                    measurements.c.step == step,
-                )
-            )
+            _GET_MEASUREMENT, {"sid": study_id, "tid": trial_id, "step": step}
         ).mappings().first()
         return _measurement_from_row(row) if row else None
 
@@ -282,17 +298,33 @@ class Repository:
             )
         )
 
-    def insert_measurement(self, study_id: int, trial_id: int, m: Measurement) -> None:
-        self.conn.execute(
-            insert(measurements).values(
-                study_id=study_id,
-                trial_id=trial_id,
-                step=m.step,
-                metrics_json=_json(dict(m.metrics)),
-                elapsed_seconds=m.elapsed_seconds,
-                created_at=m.time,
-            )
+    def insert_measurement(self, study_id: int, trial_id: int, m: Measurement) -> bool:
+        """Inserts unless (trial, step) exists; returns whether it was inserted."""
+        stmt = self._insert_measurement_pg if self.is_postgres else _INSERT_MEASUREMENT_SQLITE
+        result = self.conn.execute(
+            stmt,
+            {
+                "study_id": study_id,
+                "trial_id": trial_id,
+                "step": m.step,
+                "metrics_json": _json(dict(m.metrics)),
+                "elapsed_seconds": m.elapsed_seconds,
+                "created_at": m.time,
+            },
         )
+        # rowcount is not reliable for INSERT under psycopg 3; RETURNING is.
+        return result.first() is not None
+
+    @property
+    def _insert_measurement_pg(self) -> Any:
+        global _INSERT_MEASUREMENT_PG
+        if _INSERT_MEASUREMENT_PG is None:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            _INSERT_MEASUREMENT_PG = (
+                pg_insert(measurements).on_conflict_do_nothing().returning(measurements.c.step)
+            )
+        return _INSERT_MEASUREMENT_PG
 
     def measurements_of(self, study_id: int, trial_ids: Sequence[int] | None = None) -> dict[int, list[Measurement]]:
         """Measurements by trial id, ordered by step (all trials when trial_ids is None)."""
@@ -310,6 +342,12 @@ class Repository:
         for r in rows:
             out.setdefault(int(r["trial_id"]), []).append(_measurement_from_row(r))
         return out
+
+
+_INSERT_MEASUREMENT_SQLITE = (
+    insert(measurements).prefix_with("OR IGNORE").returning(measurements.c.step)
+)
+_INSERT_MEASUREMENT_PG: Any = None
 
 
 def _measurement_from_row(row: Mapping[str, Any]) -> Measurement:
@@ -374,6 +412,10 @@ class Storage:
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = normalise_url(url or default_storage_url())
         self.engine = self._create_engine(self.url)
+        # SQLite has one writer at a time. Queueing this process's transactions on a lock
+        # avoids SQLite's busy handler, which sleeps in steps of up to 100 ms; other
+        # processes on the same file still coordinate through BEGIN IMMEDIATE.
+        self._local_writer = threading.Lock() if self.url.startswith("sqlite") else None
         if migrate:
             self.migrate()
 
@@ -428,6 +470,9 @@ class Storage:
         """
         for attempt in range(attempts):
             try:
+                if self._local_writer is not None:
+                    with self._local_writer, self.engine.begin() as conn:
+                        return fn(Repository(conn))
                 with self.engine.begin() as conn:
                     return fn(Repository(conn))
             except (OperationalError, DBAPIError) as exc:

@@ -1,0 +1,1 @@
+"""tunewire benchmarks: one script per question (see shared BENCHMARKS rules)."""
