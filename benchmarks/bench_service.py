@@ -54,7 +54,9 @@ class Run:
     peak_rss_mb: float
 
 
-def _load_process(target: str, study: str, threads: int, seconds: float, first: int, out: Any) -> None:
+def _load_process(
+    target: str, study: str, threads: int, seconds: float, first: int, out: Any
+) -> None:
     """One load-generating process: `threads` workers, each suggest -> report x10 -> complete."""
     from tunewire.client import TunewireClientError, TuningClient
 
@@ -97,7 +99,9 @@ def _load_process(target: str, study: str, threads: int, seconds: float, first: 
     out.put((suggest_ms, report_ms, errors[0]))
 
 
-def run_one(backend: str, storage: str, servers: int, workers: int, seconds: float, tmp: Path) -> Run:
+def run_one(
+    backend: str, storage: str, servers: int, workers: int, seconds: float, tmp: Path
+) -> Run:
     ports = [free_port() for _ in range(servers)]
     procs = [start_server_process(storage, p, tmp / f"server-{p}.log", threads=32) for p in ports]
     target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
@@ -114,7 +118,9 @@ def run_one(backend: str, storage: str, servers: int, workers: int, seconds: flo
         loaders = []
         first = 0
         for share in shares:
-            p = ctx.Process(target=_load_process, args=(target, study, share, seconds, first, queue))
+            p = ctx.Process(
+                target=_load_process, args=(target, study, share, seconds, first, queue)
+            )
             first += share
             p.start()
             loaders.append(p)
@@ -130,8 +136,18 @@ def run_one(backend: str, storage: str, servers: int, workers: int, seconds: flo
             p.wait(10)
     suggest_ms = [x for r in results for x in r[0]]
     report_ms = [x for r in results for x in r[1]]
-    return Run(backend, servers, workers, suggest_ms, report_ms, len(report_ms), len(suggest_ms),
-               sum(r[2] for r in results), elapsed, rss)
+    return Run(
+        backend,
+        servers,
+        workers,
+        suggest_ms,
+        report_ms,
+        len(report_ms),
+        len(suggest_ms),
+        sum(r[2] for r in results),
+        elapsed,
+        rss,
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -166,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = args.seconds or (2.0 if args.quick else 8.0)
     worker_counts = [1, 8, 64] if args.quick else [1, 8, 32, 64]
-    from tests.conftest import PG_ADMIN_URL  # the same PostgreSQL the tests use
-
     from benchmarks.common import create_pg_database, drop_pg_database
+    from tests.conftest import PG_ADMIN_URL  # the same PostgreSQL the tests use
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp_dir:

@@ -24,12 +24,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server_process(storage: str, port: int, log: Path, threads: int = 32) -> subprocess.Popen[bytes]:
+def start_server_process(
+    storage: str, port: int, log: Path, threads: int = 32
+) -> subprocess.Popen[bytes]:
     """`tunewire serve` in its own process; returns once it answers health checks."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunewire.client.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--storage", storage, "--threads", str(threads)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "tunewire.client.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+            "--threads",
+            str(threads),
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = health_pb2_grpc.HealthStub(channel)
@@ -97,7 +112,13 @@ def versions(*packages: str) -> str:
     return ", ".join(out)
 
 
-def append_results(section: str, command: str, table: str, notes: str = "", packages: tuple[str, ...] = ("grpcio", "sqlalchemy")) -> None:
+def append_results(
+    section: str,
+    command: str,
+    table: str,
+    notes: str = "",
+    packages: tuple[str, ...] = ("grpcio", "sqlalchemy"),
+) -> None:
     """Appends one run to RESULTS.md under `## section`, with command, versions and date."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (
@@ -106,7 +127,11 @@ def append_results(section: str, command: str, table: str, notes: str = "", pack
         + (f"Notes: {notes}\n" if notes else "")
         + f"\n{table}\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nNewest runs last in each section.\n"
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\nNewest runs last in each section.\n"
+    )
     header = f"\n## {section}\n"
     if header not in text:
         text += header

@@ -1,6 +1,6 @@
 """Python client library of the tunewire tuning service.
 
-    from tunewire.client import TuningClient
+from tunewire.client import TuningClient
 """
 
 from tunewire.client.client import (

@@ -23,33 +23,51 @@ from tunewire.v1 import study_pb2 as pb
 
 def _client(args: argparse.Namespace) -> TuningClient:
     return TuningClient(
-        args.server, token=args.token or None, tls=args.tls, tls_ca=args.tls_ca or None,
-        timeout=args.timeout, retry_timeout=args.timeout,
+        args.server,
+        token=args.token or None,
+        tls=args.tls,
+        tls_ca=args.tls_ca or None,
+        timeout=args.timeout,
+        retry_timeout=args.timeout,
     )
 
 
 def _add_client_flags(p: argparse.ArgumentParser) -> None:
     env = os.environ
-    p.add_argument("--server", default=env.get("TUNEWIRE_SERVER", "localhost:50051"),
-                   help="server address host:port (env TUNEWIRE_SERVER)")
-    p.add_argument("--token", default=env.get("TUNEWIRE_TOKEN", ""),
-                   help="bearer token (env TUNEWIRE_TOKEN)")
-    p.add_argument("--tls", action="store_true", default=bool(env.get("TUNEWIRE_TLS")),
-                   help="connect with TLS (env TUNEWIRE_TLS)")
-    p.add_argument("--tls-ca", default=env.get("TUNEWIRE_TLS_CA", ""),
-                   help="CA certificate PEM for TLS (env TUNEWIRE_TLS_CA)")
+    p.add_argument(
+        "--server",
+        default=env.get("TUNEWIRE_SERVER", "localhost:50051"),
+        help="server address host:port (env TUNEWIRE_SERVER)",
+    )
+    p.add_argument(
+        "--token", default=env.get("TUNEWIRE_TOKEN", ""), help="bearer token (env TUNEWIRE_TOKEN)"
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        default=bool(env.get("TUNEWIRE_TLS")),
+        help="connect with TLS (env TUNEWIRE_TLS)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        default=env.get("TUNEWIRE_TLS_CA", ""),
+        help="CA certificate PEM for TLS (env TUNEWIRE_TLS_CA)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
 
 
 def _format_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def _study_summary(study: pb.Study) -> str:
     c = study.trial_counts
     state = pb.StudyState.Name(study.state).removeprefix("STUDY_STATE_").lower()
     metrics = ", ".join(
-        f"{m.name} ({pb.Goal.Name(m.goal).removeprefix('GOAL_').lower()})" for m in study.spec.metrics
+        f"{m.name} ({pb.Goal.Name(m.goal).removeprefix('GOAL_').lower()})"
+        for m in study.spec.metrics
     )
     rule = study.spec.early_stopping.WhichOneof("rule") or "none"
     return (
@@ -133,11 +151,18 @@ def _export(trials: list[TrialRecord], fmt: str) -> str:
     metrics = sorted({k for t in trials for k in (t.final_metrics or {})})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["trial_id", "state", "worker_id", "reason", "stopped_at_step"] + params + metrics)
+    writer.writerow(
+        ["trial_id", "state", "worker_id", "reason", "stopped_at_step"] + params + metrics
+    )
     for t in trials:
         writer.writerow(
-            [t.id, t.state, t.worker_id, t.reason,
-             "" if t.stopped_at_step is None else t.stopped_at_step]
+            [
+                t.id,
+                t.state,
+                t.worker_id,
+                t.reason,
+                "" if t.stopped_at_step is None else t.stopped_at_step,
+            ]
             + [t.params.get(p, "") for p in params]
             + [(t.final_metrics or {}).get(m, "") for m in metrics]
         )
@@ -161,9 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(ServerSettings):
         flag = "--" + f.name.replace("_", "-")
         kind = int if f.type in ("int", int) else str
-        serve.add_argument(flag, type=kind, default=None,
-                           help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
-                                f"TUNEWIRE_{f.name.upper()})")
+        serve.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
+            f"TUNEWIRE_{f.name.upper()})",
+        )
     serve.set_defaults(func=cmd_serve)
 
     study = sub.add_parser("study", help="create, list, show, export studies")
@@ -197,16 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     trial_actions = trial.add_subparsers(dest="action", required=True)
     tl = trial_actions.add_parser("list", help="list a study's trials")
     tl.add_argument("name")
-    tl.add_argument("--state", action="append",
-                    help="only this state (repeatable): requested, active, completed, "
-                         "stopped_early, infeasible, failed, lost")
+    tl.add_argument(
+        "--state",
+        action="append",
+        help="only this state (repeatable): requested, active, completed, "
+        "stopped_early, infeasible, failed, lost",
+    )
     _add_client_flags(tl)
     trial.set_defaults(func=cmd_trial)
 
-    sub.add_parser("train", help="run trainer workers (see `tunewire train --help`)",
-                   add_help=False)
-    sub.add_parser("demo", help="the main job: a local server and two trainers tune an MLP "
-                                "on digits", add_help=False)
+    sub.add_parser(
+        "train", help="run trainer workers (see `tunewire train --help`)", add_help=False
+    )
+    sub.add_parser(
+        "demo",
+        help="the main job: a local server and two trainers tune an MLP on digits",
+        add_help=False,
+    )
     return parser
 
 

@@ -1,14 +1,14 @@
 """The Python client: a connection to a tunewire server and handles on trials.
 
-    client = TuningClient("localhost:50051", token="s3cret")
-    client.create_study("digits", {"parameters": [...], "metrics": [...]})
-    for trial in client.worker_loop("digits", worker_id="host:gpu0"):
-        with trial, trial.heartbeat():
-            for epoch in range(20):
-                loss = train_one_epoch(**trial.params)
-                if trial.report(epoch, {"val_loss": loss}):
-                    break                      # the server said stop
-            trial.complete({"val_loss": best})
+client = TuningClient("localhost:50051", token="s3cret")
+client.create_study("digits", {"parameters": [...], "metrics": [...]})
+for trial in client.worker_loop("digits", worker_id="host:gpu0"):
+    with trial, trial.heartbeat():
+        for epoch in range(20):
+            loss = train_one_epoch(**trial.params)
+            if trial.report(epoch, {"val_loss": loss}):
+                break                      # the server said stop
+        trial.complete({"val_loss": best})
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-
 from tunewire.client.spec import load_spec_file, spec_from_dict, value_from_pb, value_to_pb
 from tunewire.v1 import study_pb2 as pb
 from tunewire.v1 import tuning_service_pb2 as api
@@ -79,7 +78,9 @@ def record_from_pb(t: pb.Trial) -> TrialRecord:
         id=t.id,
         params=params_from_pb(t),
         state=STATE_NAMES.get(t.state, "unknown"),
-        final_metrics=dict(t.final_measurement.metrics) if t.HasField("final_measurement") else None,
+        final_metrics=dict(t.final_measurement.metrics)
+        if t.HasField("final_measurement")
+        else None,
         measurements=[(m.step, dict(m.metrics)) for m in t.measurements],
         reason=t.reason,
         worker_id=t.worker_id,
@@ -133,7 +134,9 @@ class TuningClient:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
         if tls or tls_ca:
             roots = Path(tls_ca).read_bytes() if tls_ca else None
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), options)
+            self._channel = grpc.secure_channel(
+                target, grpc.ssl_channel_credentials(roots), options
+            )
         else:
             self._channel = grpc.insecure_channel(target, options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -333,14 +336,19 @@ class Trial:
             return {k: float(v) for k, v in metrics.items()}
         return {self.client.primary_metric(self.study): float(metrics)}
 
-    def report(self, step: int, metrics: Mapping[str, float] | float, elapsed_seconds: float = 0.0) -> bool:
+    def report(
+        self, step: int, metrics: Mapping[str, float] | float, elapsed_seconds: float = 0.0
+    ) -> bool:
         """Records metrics at `step`; returns True when the server says to stop."""
         r = self.client.call(
             "ReportMeasurement",
             api.ReportMeasurementRequest(
-                study_name=self.study, trial_id=self.id, worker_id=self.worker_id,
-                measurement=pb.Measurement(step=step, metrics=self._metrics(metrics),
-                                           elapsed_seconds=elapsed_seconds),
+                study_name=self.study,
+                trial_id=self.id,
+                worker_id=self.worker_id,
+                measurement=pb.Measurement(
+                    step=step, metrics=self._metrics(metrics), elapsed_seconds=elapsed_seconds
+                ),
             ),
         )
         self._reported = True
@@ -382,8 +390,12 @@ class Trial:
         """Marks the configuration infeasible (e.g. "out of memory", "NaN loss")."""
         r = self.client.call(
             "CompleteTrial",
-            api.CompleteTrialRequest(study_name=self.study, trial_id=self.id,
-                                     worker_id=self.worker_id, infeasible_reason=reason or "infeasible"),
+            api.CompleteTrialRequest(
+                study_name=self.study,
+                trial_id=self.id,
+                worker_id=self.worker_id,
+                infeasible_reason=reason or "infeasible",
+            ),
         )
         self.finished = True
         return record_from_pb(r.trial)
@@ -391,8 +403,9 @@ class Trial:
     def fail(self, reason: str) -> TrialRecord:
         r = self.client.call(
             "FailTrial",
-            api.FailTrialRequest(study_name=self.study, trial_id=self.id,
-                                 worker_id=self.worker_id, reason=reason),
+            api.FailTrialRequest(
+                study_name=self.study, trial_id=self.id, worker_id=self.worker_id, reason=reason
+            ),
         )
         self.finished = True
         return record_from_pb(r.trial)
@@ -401,7 +414,9 @@ class Trial:
         """Hands the trial back unfinished; another worker will run it from scratch."""
         r = self.client.call(
             "ReleaseTrial",
-            api.ReleaseTrialRequest(study_name=self.study, trial_id=self.id, worker_id=self.worker_id),
+            api.ReleaseTrialRequest(
+                study_name=self.study, trial_id=self.id, worker_id=self.worker_id
+            ),
         )
         self.finished = True
         return record_from_pb(r.trial)

@@ -29,14 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from tunewire.v1 import study_pb2 as pb
 
 _TYPES = {
-    "float": "float", "real": "float", "double": "float",
-    "int": "int", "integer": "int",
-    "categorical": "categorical", "choice": "categorical",
-    "discrete": "discrete", "ordinal": "discrete",
+    "float": "float",
+    "real": "float",
+    "double": "float",
+    "int": "int",
+    "integer": "int",
+    "categorical": "categorical",
+    "choice": "categorical",
+    "discrete": "discrete",
+    "ordinal": "discrete",
 }
 _RULE_MESSAGES = {
     "median": "median",
@@ -84,11 +88,19 @@ def _parameter(raw: Mapping[str, Any]) -> pb.ParameterSpec:
     out = pb.ParameterSpec(name=name)
     try:
         if kind == "float":
-            out.float_range.CopyFrom(pb.FloatRange(
-                min_value=float(raw["min"]), max_value=float(raw["max"]), scale=_scale(raw, name)))
+            out.float_range.CopyFrom(
+                pb.FloatRange(
+                    min_value=float(raw["min"]),
+                    max_value=float(raw["max"]),
+                    scale=_scale(raw, name),
+                )
+            )
         elif kind == "int":
-            out.integer_range.CopyFrom(pb.IntegerRange(
-                min_value=int(raw["min"]), max_value=int(raw["max"]), scale=_scale(raw, name)))
+            out.integer_range.CopyFrom(
+                pb.IntegerRange(
+                    min_value=int(raw["min"]), max_value=int(raw["max"]), scale=_scale(raw, name)
+                )
+            )
         elif kind == "categorical":
             out.categorical.values.extend(str(v) for v in raw.get("values", []))
         else:

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from tunewire.server.algorithms import get_algorithm
 from tunewire.server.service import TuningService
 from tunewire.server.servicer import TuningServicer
@@ -180,8 +179,14 @@ def run_in_background(
 ) -> RunningServer:
     """Starts a server on its own threads and returns at once."""
     settings = ServerSettings(
-        host=host, port=port, storage=storage_url or "", token=token, tls_cert=tls_cert,
-        tls_key=tls_key, threads=threads, metrics_port=metrics_port,
+        host=host,
+        port=port,
+        storage=storage_url or "",
+        token=token,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        threads=threads,
+        metrics_port=metrics_port,
     )
     storage = Storage(settings.storage or default_storage_url())
     server, bound = build_server(settings, storage)
@@ -193,8 +198,14 @@ def serve(settings: ServerSettings) -> None:
     storage = Storage(settings.storage or default_storage_url())
     server, port = build_server(settings, storage)
     safe_url = storage.engine.url.render_as_string(hide_password=True)
-    log.info("tunewire serving on %s:%d (storage %s, auth %s, tls %s)", settings.host, port,
-             safe_url, "on" if settings.token else "off", "on" if settings.tls_cert else "off")
+    log.info(
+        "tunewire serving on %s:%d (storage %s, auth %s, tls %s)",
+        settings.host,
+        port,
+        safe_url,
+        "on" if settings.token else "off",
+        "on" if settings.tls_cert else "off",
+    )
     print(f"tunewire server listening on {settings.host}:{port}", flush=True)
     done = threading.Event()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from tunewire.server.errors import InvalidArgument
 from tunewire.server.space import (
     Condition,
@@ -79,7 +78,9 @@ def value_from_pb(value: pb.ParameterValue) -> ParamValue:
         return value.integer_value
     if kind == "string_value":
         return value.string_value
-    raise InvalidArgument("a parameter value is empty: set number_value, integer_value or string_value")
+    raise InvalidArgument(
+        "a parameter value is empty: set number_value, integer_value or string_value"
+    )
 
 
 def value_to_pb(value: ParamValue) -> pb.ParameterValue:
@@ -107,18 +108,35 @@ def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
     domain = p.WhichOneof("domain")
     if domain == "float_range":
         r = p.float_range
-        return ParameterSpec(p.name, ParameterKind.FLOAT, r.min_value, r.max_value,
-                             _SCALE_TO_LOG.get(r.scale, False), condition=condition)
+        return ParameterSpec(
+            p.name,
+            ParameterKind.FLOAT,
+            r.min_value,
+            r.max_value,
+            _SCALE_TO_LOG.get(r.scale, False),
+            condition=condition,
+        )
     if domain == "integer_range":
         i = p.integer_range
-        return ParameterSpec(p.name, ParameterKind.INTEGER, float(i.min_value), float(i.max_value),
-                             _SCALE_TO_LOG.get(i.scale, False), condition=condition)
+        return ParameterSpec(
+            p.name,
+            ParameterKind.INTEGER,
+            float(i.min_value),
+            float(i.max_value),
+            _SCALE_TO_LOG.get(i.scale, False),
+            condition=condition,
+        )
     if domain == "categorical":
-        return ParameterSpec(p.name, ParameterKind.CATEGORICAL,
-                             choices=tuple(p.categorical.values), condition=condition)
+        return ParameterSpec(
+            p.name,
+            ParameterKind.CATEGORICAL,
+            choices=tuple(p.categorical.values),
+            condition=condition,
+        )
     if domain == "discrete":
-        return ParameterSpec(p.name, ParameterKind.DISCRETE,
-                             choices=tuple(p.discrete.values), condition=condition)
+        return ParameterSpec(
+            p.name, ParameterKind.DISCRETE, choices=tuple(p.discrete.values), condition=condition
+        )
     raise InvalidArgument(
         f"parameter {p.name!r} has no domain: set float_range, integer_range, categorical "
         "or discrete"
@@ -205,9 +223,7 @@ def spec_to_pb(spec: StudySpec) -> pb.StudySpec:
 
 
 def study_to_pb(study: Study) -> pb.Study:
-    counts = pb.TrialCounts(
-        **{_COUNT_FIELDS[s]: n for s, n in study.trial_counts.items()}
-    )
+    counts = pb.TrialCounts(**{_COUNT_FIELDS[s]: n for s, n in study.trial_counts.items()})
     return pb.Study(
         name=study.name,
         spec=spec_to_pb(study.spec),
@@ -227,7 +243,9 @@ def metrics_from_pb(m: pb.Measurement) -> dict[str, float]:
 
 def measurement_to_pb(m: Measurement) -> pb.Measurement:
     return pb.Measurement(
-        step=m.step, metrics=dict(m.metrics), elapsed_seconds=m.elapsed_seconds,
+        step=m.step,
+        metrics=dict(m.metrics),
+        elapsed_seconds=m.elapsed_seconds,
         time=_timestamp(m.time),
     )
 
@@ -258,8 +276,10 @@ def trial_to_pb(t: Trial) -> pb.Trial:
         out.lease_expire_time.CopyFrom(_timestamp(t.lease_expires))
     if t.final_metrics is not None:
         out.final_measurement.CopyFrom(
-            pb.Measurement(step=t.measurements[-1].step if t.measurements else 0,
-                           metrics=dict(t.final_metrics), time=_timestamp(t.end_time))
+            pb.Measurement(
+                step=t.measurements[-1].step if t.measurements else 0,
+                metrics=dict(t.final_metrics),
+                time=_timestamp(t.end_time),
+            )
         )
     return out
-

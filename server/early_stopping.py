@@ -74,7 +74,9 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
             raise InvalidArgument("successive halving: max_resource must be >= min_resource")
     if rule == "patience" and settings["patience_steps"] < 1:
         raise InvalidArgument("patience: patience_steps must be >= 1")
-    if rule == "patience" and (settings["min_delta"] < 0 or not math.isfinite(settings["min_delta"])):
+    if rule == "patience" and (
+        settings["min_delta"] < 0 or not math.isfinite(settings["min_delta"])
+    ):
         raise InvalidArgument("patience: min_delta must be a finite number >= 0")
     if rule == "threshold" and not math.isfinite(settings["bound"]):
         raise InvalidArgument("threshold: give a finite bound")
@@ -114,7 +116,10 @@ def decide(
         return _median(int(s["min_completed_trials"]), int(s["grace_period_steps"]), curve, others)
     if policy.rule == "successive_halving":
         return _successive_halving(
-            int(s["min_resource"]), float(s["reduction_factor"]), int(s["max_resource"]), curve,
+            int(s["min_resource"]),
+            float(s["reduction_factor"]),
+            int(s["max_resource"]),
+            curve,
             others,
         )
     if policy.rule == "patience":
@@ -128,7 +133,9 @@ def decide(
     raise InvalidArgument(f"unknown early-stopping rule {policy.rule!r}")
 
 
-def _median(min_completed: int, grace: int, curve: Curve, peers: Sequence[PeerCurve]) -> StopDecision | None:
+def _median(
+    min_completed: int, grace: int, curve: Curve, peers: Sequence[PeerCurve]
+) -> StopDecision | None:
     step = curve[-1][0]
     if step < grace:
         return None
@@ -185,9 +192,7 @@ def _successive_halving(
         return None
     rung = rungs[-1]
     mine = curve[-1][1]
-    competing = sorted(
-        [v for p in peers if (v := _value_at(p.curve, rung)) is not None] + [mine]
-    )
+    competing = sorted([v for p in peers if (v := _value_at(p.curve, rung)) is not None] + [mine])
     keep = max(int(len(competing) // eta), 1)
     cutoff = competing[keep - 1]
     if mine > cutoff:

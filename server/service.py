@@ -67,7 +67,9 @@ def _loss(goal: Goal, value: float) -> float:
 
 def _check_worker(worker_id: str) -> None:
     if not worker_id:
-        raise InvalidArgument("worker_id is required: give a stable id of the worker, e.g. host:gpu0")
+        raise InvalidArgument(
+            "worker_id is required: give a stable id of the worker, e.g. host:gpu0"
+        )
     if len(worker_id) > MAX_WORKER_ID_LENGTH:
         raise InvalidArgument(f"worker_id is longer than {MAX_WORKER_ID_LENGTH} characters")
 
@@ -102,7 +104,8 @@ def pareto_front(metrics: Sequence[tuple[str, Goal]], trials: Sequence[Trial]) -
     front = []
     for t, p in points:
         dominated = any(
-            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
+            all(a <= b for a, b in zip(q, p, strict=True))
+            and any(a < b for a, b in zip(q, p, strict=True))
             for _, q in points
         )
         if not dominated:
@@ -168,7 +171,9 @@ class TuningService:
         for i, t in enumerate(retries):
             log.info("study %s: trial %d lost, re-offered as trial %d", row.name, t.id, first + i)
 
-    def _load_trial(self, repo: Repository, row: StudyRow, trial_id: int, *, for_update: bool) -> Trial:
+    def _load_trial(
+        self, repo: Repository, row: StudyRow, trial_id: int, *, for_update: bool
+    ) -> Trial:
         trial = repo.get_trial(row.id, trial_id, for_update=for_update)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found in study {row.name!r}")
@@ -201,7 +206,9 @@ class TuningService:
             f"trial {trial_id} is already {trial.state.value}; cannot {action} a finished trial"
         )
 
-    def _renew(self, repo: Repository, row: StudyRow, spec: StudySpec, trial: Trial, now: float) -> float:
+    def _renew(
+        self, repo: Repository, row: StudyRow, spec: StudySpec, trial: Trial, now: float
+    ) -> float:
         expires = now + spec.lease_timeout_seconds
         repo.renew_lease(row.id, trial.id, expires)
         trial.lease_expires = expires
@@ -336,8 +343,14 @@ class TuningService:
             for t in enqueued:
                 repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
                 out.append(
-                    replace(t, study_name=name, state=TrialState.ACTIVE, worker_id=worker_id,
-                            start_time=now, lease_expires=lease)
+                    replace(
+                        t,
+                        study_name=name,
+                        state=TrialState.ACTIVE,
+                        worker_id=worker_id,
+                        start_time=now,
+                        lease_expires=lease,
+                    )
                 )
             need = want - len(enqueued)
             if need > 0:
@@ -345,13 +358,29 @@ class TuningService:
                     first = repo.allocate_trial_ids(row.id, 1)
                     repo.insert_trials(
                         row.id,
-                        [trial_row(first, params, TrialState.ACTIVE, TrialSource.ALGORITHM, now,
-                                   **started)],
+                        [
+                            trial_row(
+                                first,
+                                params,
+                                TrialState.ACTIVE,
+                                TrialSource.ALGORITHM,
+                                now,
+                                **started,
+                            )
+                        ],
                     )
                     out.append(
-                        Trial(name, first, params, TrialState.ACTIVE, TrialSource.ALGORITHM,
-                              worker_id=worker_id, create_time=now, start_time=now,
-                              lease_expires=lease)
+                        Trial(
+                            name,
+                            first,
+                            params,
+                            TrialState.ACTIVE,
+                            TrialSource.ALGORITHM,
+                            worker_id=worker_id,
+                            create_time=now,
+                            start_time=now,
+                            lease_expires=lease,
+                        )
                     )
             if not out:
                 # The algorithm has nothing more to offer (e.g. a finished grid).
@@ -364,7 +393,9 @@ class TuningService:
 
         return self.storage.run(op)
 
-    def _run_algorithm(self, repo: Repository, row: StudyRow, spec: StudySpec, count: int) -> list[Params]:
+    def _run_algorithm(
+        self, repo: Repository, row: StudyRow, spec: StudySpec, count: int
+    ) -> list[Params]:
         algorithm = get_algorithm(spec.algorithm)
         if not getattr(algorithm, "uses_history", True):
             request = SuggestRequest(spec, [], [], count, repo.max_trial_id(row.id))
@@ -381,9 +412,7 @@ class TuningService:
             if t.state in FINISHED_STATES or t.state is TrialState.LOST
         ]
         pending = [
-            t.parameters
-            for t in all_trials
-            if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
+            t.parameters for t in all_trials if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
         ]
         trial_index = max((t.id for t in all_trials), default=0)
         request = SuggestRequest(spec, observations, pending, count, trial_index)
@@ -391,7 +420,9 @@ class TuningService:
         # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
         return [spec.space.validate(p) for p in suggestions[:count]]
 
-    def report(self, name: str, trial_id: int, worker_id: str, measurement: Measurement) -> tuple[StopDecision | None, Trial]:
+    def report(
+        self, name: str, trial_id: int, worker_id: str, measurement: Measurement
+    ) -> tuple[StopDecision | None, Trial]:
         if measurement.step < 0:
             raise InvalidArgument(f"step must be >= 0, got {measurement.step}")
         if not measurement.metrics:
@@ -430,7 +461,10 @@ class TuningService:
             decision = self._decide_stop(repo, row, spec, trial_id)
             if decision is not None:
                 repo.update_trial(
-                    row.id, trial_id, stop_step=decision.step, stop_rule=decision.rule,
+                    row.id,
+                    trial_id,
+                    stop_step=decision.step,
+                    stop_rule=decision.rule,
                     stop_reason=decision.reason,
                 )
                 trial.stop_decision = decision
@@ -438,15 +472,20 @@ class TuningService:
 
         return self.storage.run(op)
 
-    def _decide_stop(self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int) -> StopDecision | None:
+    def _decide_stop(
+        self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int
+    ) -> StopDecision | None:
         policy = spec.early_stopping
         if policy.rule == "none":
             return None
         metric = spec.primary_metric
 
         def curve_of(ms: Sequence[Measurement]) -> list[tuple[int, float]]:
-            return [(m.step, _loss(metric.goal, m.metrics[metric.name]))
-                    for m in ms if metric.name in m.metrics]
+            return [
+                (m.step, _loss(metric.goal, m.metrics[metric.name]))
+                for m in ms
+                if metric.name in m.metrics
+            ]
 
         needs_peers = policy.rule in ("median", "successive_halving")
         by_trial = repo.measurements_of(row.id, None if needs_peers else [trial_id])
@@ -455,9 +494,7 @@ class TuningService:
             return None
         peers: list[PeerCurve] = []
         if needs_peers:
-            finished = {
-                t.id for t in repo.trials_where(row.id, states=RESULT_STATES)
-            }
+            finished = {t.id for t in repo.trials_where(row.id, states=RESULT_STATES)}
             peers = [
                 PeerCurve(tid, curve_of(ms), tid in finished)
                 for tid, ms in by_trial.items()
@@ -486,7 +523,9 @@ class TuningService:
         infeasible_reason: str = "",
     ) -> Trial:
         if len(infeasible_reason) > MAX_REASON_LENGTH:
-            raise InvalidArgument(f"infeasible_reason is longer than {MAX_REASON_LENGTH} characters")
+            raise InvalidArgument(
+                f"infeasible_reason is longer than {MAX_REASON_LENGTH} characters"
+            )
         if final_metrics is not None:
             _check_metrics(final_metrics, what="final measurement")
 
@@ -500,21 +539,35 @@ class TuningService:
             if current.state in FINISHED_STATES and current.worker_id == worker_id:
                 # A retried CompleteTrial whose first attempt committed: answer the same.
                 same = (
-                    (infeasible_reason and current.state is TrialState.INFEASIBLE
-                     and current.reason == infeasible_reason)
-                    or (not infeasible_reason and final_metrics is not None
-                        and current.final_metrics == dict(final_metrics))
+                    infeasible_reason
+                    and current.state is TrialState.INFEASIBLE
+                    and current.reason == infeasible_reason
+                ) or (
+                    not infeasible_reason
+                    and final_metrics is not None
+                    and current.final_metrics == dict(final_metrics)
                 )
                 if same:
                     return current
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "complete")
-            state, metrics, reason = self._final_outcome(repo, row, spec, trial, final_metrics,
-                                                         infeasible_reason)
-            repo.update_trial(
-                row.id, trial_id, state=state.value, final_metrics=metrics, reason=reason,
-                ended_at=now, lease_expires=0.0,
+            state, metrics, reason = self._final_outcome(
+                repo, row, spec, trial, final_metrics, infeasible_reason
             )
-            trial.state, trial.final_metrics, trial.reason, trial.end_time = state, metrics, reason, now
+            repo.update_trial(
+                row.id,
+                trial_id,
+                state=state.value,
+                final_metrics=metrics,
+                reason=reason,
+                ended_at=now,
+                lease_expires=0.0,
+            )
+            trial.state, trial.final_metrics, trial.reason, trial.end_time = (
+                state,
+                metrics,
+                reason,
+                now,
+            )
             self._complete_study_if_done(repo, row, spec)
             return trial
 
@@ -576,8 +629,14 @@ class TuningService:
                 return current
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "fail")
             reason_text = reason or "failed (no reason given)"
-            repo.update_trial(row.id, trial_id, state=TrialState.FAILED.value, reason=reason_text,
-                              ended_at=now, lease_expires=0.0)
+            repo.update_trial(
+                row.id,
+                trial_id,
+                state=TrialState.FAILED.value,
+                reason=reason_text,
+                ended_at=now,
+                lease_expires=0.0,
+            )
             trial.state, trial.reason, trial.end_time = TrialState.FAILED, reason_text, now
             self._complete_study_if_done(repo, row, spec)
             return trial
@@ -595,15 +654,29 @@ class TuningService:
             # new ones step by step, so they go.
             repo.delete_measurements(row.id, trial_id)
             repo.update_trial(
-                row.id, trial_id, state=TrialState.REQUESTED.value, worker_id="",
-                lease_expires=0.0, started_at=0.0, stop_step=None, stop_rule="", stop_reason="",
+                row.id,
+                trial_id,
+                state=TrialState.REQUESTED.value,
+                worker_id="",
+                lease_expires=0.0,
+                started_at=0.0,
+                stop_step=None,
+                stop_rule="",
+                stop_reason="",
             )
-            return replace(trial, state=TrialState.REQUESTED, worker_id="", lease_expires=0.0,
-                           stop_decision=None)
+            return replace(
+                trial,
+                state=TrialState.REQUESTED,
+                worker_id="",
+                lease_expires=0.0,
+                stop_decision=None,
+            )
 
         return self.storage.run(op)
 
-    def add_trial(self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None) -> Trial:
+    def add_trial(
+        self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None
+    ) -> Trial:
         if final_metrics is not None:
             _check_metrics(final_metrics, what="final measurement")
 
@@ -616,10 +689,12 @@ class TuningService:
             trial_id = repo.allocate_trial_ids(row.id, 1)
             if final_metrics is None:
                 repo.insert_trials(
-                    row.id, [trial_row(trial_id, valid, TrialState.REQUESTED, TrialSource.USER, now)]
+                    row.id,
+                    [trial_row(trial_id, valid, TrialState.REQUESTED, TrialSource.USER, now)],
                 )
-                return Trial(name, trial_id, valid, TrialState.REQUESTED, TrialSource.USER,
-                             create_time=now)
+                return Trial(
+                    name, trial_id, valid, TrialState.REQUESTED, TrialSource.USER, create_time=now
+                )
             missing = [m.name for m in spec.metrics if m.name not in final_metrics]
             if missing:
                 raise InvalidArgument(f"the final measurement lacks the study's metrics {missing}")
@@ -628,12 +703,30 @@ class TuningService:
                 raise InvalidArgument(f"final metrics {bad} are not finite")
             repo.insert_trials(
                 row.id,
-                [trial_row(trial_id, valid, TrialState.COMPLETED, TrialSource.USER, now,
-                           final_metrics=dict(final_metrics), started_at=now, ended_at=now)],
+                [
+                    trial_row(
+                        trial_id,
+                        valid,
+                        TrialState.COMPLETED,
+                        TrialSource.USER,
+                        now,
+                        final_metrics=dict(final_metrics),
+                        started_at=now,
+                        ended_at=now,
+                    )
+                ],
             )
-            return Trial(name, trial_id, valid, TrialState.COMPLETED, TrialSource.USER,
-                         final_metrics=dict(final_metrics), create_time=now, start_time=now,
-                         end_time=now)
+            return Trial(
+                name,
+                trial_id,
+                valid,
+                TrialState.COMPLETED,
+                TrialSource.USER,
+                final_metrics=dict(final_metrics),
+                create_time=now,
+                start_time=now,
+                end_time=now,
+            )
 
         return self.storage.run(op)
 
@@ -700,4 +793,3 @@ class TuningService:
             return ranked[: count or 1]
 
         return self.storage.run(op)
-

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-
 from tunewire.server import convert
 from tunewire.server.errors import (
     AlreadyExists,
@@ -46,7 +45,9 @@ def _rpc(method: F) -> F:
             context.abort(STATUS_OF.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
         except Exception:
             log.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}; see server log")
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}; see server log"
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -56,39 +57,53 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         self.service = service
 
     @_rpc
-    def CreateStudy(self, request: api.CreateStudyRequest, context: grpc.ServicerContext) -> api.CreateStudyResponse:
+    def CreateStudy(
+        self, request: api.CreateStudyRequest, context: grpc.ServicerContext
+    ) -> api.CreateStudyResponse:
         spec = convert.spec_from_pb(request.spec)
         study, created = self.service.create_study(request.name, spec)
         return api.CreateStudyResponse(study=convert.study_to_pb(study), created=created)
 
     @_rpc
-    def GetStudy(self, request: api.GetStudyRequest, context: grpc.ServicerContext) -> api.GetStudyResponse:
+    def GetStudy(
+        self, request: api.GetStudyRequest, context: grpc.ServicerContext
+    ) -> api.GetStudyResponse:
         return api.GetStudyResponse(study=convert.study_to_pb(self.service.get_study(request.name)))
 
     @_rpc
-    def ListStudies(self, request: api.ListStudiesRequest, context: grpc.ServicerContext) -> api.ListStudiesResponse:
+    def ListStudies(
+        self, request: api.ListStudiesRequest, context: grpc.ServicerContext
+    ) -> api.ListStudiesResponse:
         studies, token = self.service.list_studies(request.page_size, request.page_token)
         return api.ListStudiesResponse(
             studies=[convert.study_to_pb(s) for s in studies], next_page_token=token
         )
 
     @_rpc
-    def DeleteStudy(self, request: api.DeleteStudyRequest, context: grpc.ServicerContext) -> api.DeleteStudyResponse:
+    def DeleteStudy(
+        self, request: api.DeleteStudyRequest, context: grpc.ServicerContext
+    ) -> api.DeleteStudyResponse:
         self.service.delete_study(request.name)
         return api.DeleteStudyResponse()
 
     @_rpc
-    def StopStudy(self, request: api.StopStudyRequest, context: grpc.ServicerContext) -> api.StopStudyResponse:
+    def StopStudy(
+        self, request: api.StopStudyRequest, context: grpc.ServicerContext
+    ) -> api.StopStudyResponse:
         study = self.service.set_study_state(request.name, StudyState.STOPPED)
         return api.StopStudyResponse(study=convert.study_to_pb(study))
 
     @_rpc
-    def ResumeStudy(self, request: api.ResumeStudyRequest, context: grpc.ServicerContext) -> api.ResumeStudyResponse:
+    def ResumeStudy(
+        self, request: api.ResumeStudyRequest, context: grpc.ServicerContext
+    ) -> api.ResumeStudyResponse:
         study = self.service.set_study_state(request.name, StudyState.ACTIVE)
         return api.ResumeStudyResponse(study=convert.study_to_pb(study))
 
     @_rpc
-    def SuggestTrials(self, request: api.SuggestTrialsRequest, context: grpc.ServicerContext) -> api.SuggestTrialsResponse:
+    def SuggestTrials(
+        self, request: api.SuggestTrialsRequest, context: grpc.ServicerContext
+    ) -> api.SuggestTrialsResponse:
         result = self.service.suggest_trials(request.study_name, request.count, request.worker_id)
         return api.SuggestTrialsResponse(
             trials=[convert.trial_to_pb(t) for t in result.trials],
@@ -97,11 +112,15 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
 
     @_rpc
-    def ReportMeasurement(self, request: api.ReportMeasurementRequest, context: grpc.ServicerContext) -> api.ReportMeasurementResponse:
+    def ReportMeasurement(
+        self, request: api.ReportMeasurementRequest, context: grpc.ServicerContext
+    ) -> api.ReportMeasurementResponse:
         if not request.HasField("measurement"):
             raise InvalidArgument("measurement is required (step and metrics)")
         decision, _ = self.service.report(
-            request.study_name, request.trial_id, request.worker_id,
+            request.study_name,
+            request.trial_id,
+            request.worker_id,
             convert.measurement_from_pb(request.measurement),
         )
         return api.ReportMeasurementResponse(
@@ -109,35 +128,52 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
 
     @_rpc
-    def Heartbeat(self, request: api.HeartbeatRequest, context: grpc.ServicerContext) -> api.HeartbeatResponse:
-        should_stop, trial = self.service.heartbeat(request.study_name, request.trial_id, request.worker_id)
+    def Heartbeat(
+        self, request: api.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> api.HeartbeatResponse:
+        should_stop, trial = self.service.heartbeat(
+            request.study_name, request.trial_id, request.worker_id
+        )
         return api.HeartbeatResponse(should_stop=should_stop, trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def CompleteTrial(self, request: api.CompleteTrialRequest, context: grpc.ServicerContext) -> api.CompleteTrialResponse:
+    def CompleteTrial(
+        self, request: api.CompleteTrialRequest, context: grpc.ServicerContext
+    ) -> api.CompleteTrialResponse:
         final = (
             convert.metrics_from_pb(request.final_measurement)
             if request.HasField("final_measurement")
             else None
         )
         trial = self.service.complete_trial(
-            request.study_name, request.trial_id, request.worker_id, final,
+            request.study_name,
+            request.trial_id,
+            request.worker_id,
+            final,
             request.infeasible_reason,
         )
         return api.CompleteTrialResponse(trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def FailTrial(self, request: api.FailTrialRequest, context: grpc.ServicerContext) -> api.FailTrialResponse:
-        trial = self.service.fail_trial(request.study_name, request.trial_id, request.worker_id, request.reason)
+    def FailTrial(
+        self, request: api.FailTrialRequest, context: grpc.ServicerContext
+    ) -> api.FailTrialResponse:
+        trial = self.service.fail_trial(
+            request.study_name, request.trial_id, request.worker_id, request.reason
+        )
         return api.FailTrialResponse(trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def ReleaseTrial(self, request: api.ReleaseTrialRequest, context: grpc.ServicerContext) -> api.ReleaseTrialResponse:
+    def ReleaseTrial(
+        self, request: api.ReleaseTrialRequest, context: grpc.ServicerContext
+    ) -> api.ReleaseTrialResponse:
         trial = self.service.release_trial(request.study_name, request.trial_id, request.worker_id)
         return api.ReleaseTrialResponse(trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def AddTrial(self, request: api.AddTrialRequest, context: grpc.ServicerContext) -> api.AddTrialResponse:
+    def AddTrial(
+        self, request: api.AddTrialRequest, context: grpc.ServicerContext
+    ) -> api.AddTrialResponse:
         final = (
             convert.metrics_from_pb(request.final_measurement)
             if request.HasField("final_measurement")
@@ -149,19 +185,26 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         return api.AddTrialResponse(trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def GetTrial(self, request: api.GetTrialRequest, context: grpc.ServicerContext) -> api.GetTrialResponse:
+    def GetTrial(
+        self, request: api.GetTrialRequest, context: grpc.ServicerContext
+    ) -> api.GetTrialResponse:
         trial = self.service.get_trial(request.study_name, request.trial_id)
         return api.GetTrialResponse(trial=convert.trial_to_pb(trial))
 
     @_rpc
-    def ListTrials(self, request: api.ListTrialsRequest, context: grpc.ServicerContext) -> api.ListTrialsResponse:
+    def ListTrials(
+        self, request: api.ListTrialsRequest, context: grpc.ServicerContext
+    ) -> api.ListTrialsResponse:
         states = []
         for s in request.states:
             if s not in convert.TRIAL_STATES:
                 raise InvalidArgument(f"unknown trial state {s} in the filter")
             states.append(convert.TRIAL_STATES[s])
         trials, token = self.service.list_trials(
-            request.study_name, states, request.page_size, request.page_token,
+            request.study_name,
+            states,
+            request.page_size,
+            request.page_token,
             with_measurements=not request.omit_measurements,
         )
         return api.ListTrialsResponse(
@@ -169,6 +212,8 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
 
     @_rpc
-    def ListOptimalTrials(self, request: api.ListOptimalTrialsRequest, context: grpc.ServicerContext) -> api.ListOptimalTrialsResponse:
+    def ListOptimalTrials(
+        self, request: api.ListOptimalTrialsRequest, context: grpc.ServicerContext
+    ) -> api.ListOptimalTrialsResponse:
         trials = self.service.optimal_trials(request.study_name, request.count)
         return api.ListOptimalTrialsResponse(trials=[convert.trial_to_pb(t) for t in trials])

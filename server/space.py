@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from tunewire.server.errors import InvalidArgument
 
-ParamValue = Union[float, int, str]
+ParamValue = float | int | str
 Params = dict[str, ParamValue]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -31,7 +31,7 @@ class ParameterKind(str, Enum):
 
 
 def check_name(what: str, name: str) -> None:
-    """Raises InvalidArgument unless `name` is a valid identifier of a study, parameter or metric."""
+    """Raises InvalidArgument unless `name` is a valid study, parameter or metric name."""
     if not NAME_PATTERN.match(name or ""):
         raise InvalidArgument(
             f"{what} name {name!r} is invalid: use 1-128 letters, digits, '_', '.' or '-', "
@@ -108,9 +108,7 @@ class ParameterSpec:
             if not isinstance(value, str):
                 raise InvalidArgument(f"{where} is categorical: give one of {list(self.choices)}")
             if value not in self.choices:
-                raise InvalidArgument(
-                    f"{where}: {value!r} is not one of {list(self.choices)}"
-                )
+                raise InvalidArgument(f"{where}: {value!r} is not one of {list(self.choices)}")
             return value
         if isinstance(value, str) or isinstance(value, bool) or value is None:
             raise InvalidArgument(f"{where} is numeric, got {value!r}")
@@ -193,9 +191,7 @@ def _check_parameter(p: ParameterSpec) -> ParameterSpec:
         if p.kind is ParameterKind.INTEGER and (p.low != int(p.low) or p.high != int(p.high)):
             raise InvalidArgument(f"{where}: integer bounds must be whole numbers")
         if p.low >= p.high:
-            raise InvalidArgument(
-                f"{where}: min ({p.low:g}) must be less than max ({p.high:g})"
-            )
+            raise InvalidArgument(f"{where}: min ({p.low:g}) must be less than max ({p.high:g})")
         if p.log and p.low <= 0:
             raise InvalidArgument(
                 f"{where}: log scale needs min > 0 (got {p.low:g}); use a linear scale "
@@ -277,7 +273,7 @@ class SearchSpace:
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = " -> ".join(path[path.index(name):] + [name])
+                cycle = " -> ".join(path[path.index(name) :] + [name])
                 raise InvalidArgument(f"conditions form a cycle: {cycle}")
             state[name] = 1
             spec = checked[name]
@@ -343,7 +339,9 @@ class SearchSpace:
         return out
 
 
-def _normalise_condition(spec: ParameterSpec, by_name: Mapping[str, ParameterSpec]) -> ParameterSpec:
+def _normalise_condition(
+    spec: ParameterSpec, by_name: Mapping[str, ParameterSpec]
+) -> ParameterSpec:
     """Stores condition values in the parent's canonical type so that `holds` compares equals."""
     c = spec.condition
     if c is None or not c.values:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-
 from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer, run_in_background
 
-PG_ADMIN_URL = os.environ.get("TUNEWIRE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "TUNEWIRE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _pg_available() -> bool:
@@ -44,9 +45,10 @@ def pg_database() -> Iterator[str]:
         yield url
     finally:
         with admin.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ), {"n": name})
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -102,8 +104,14 @@ SIMPLE_SPEC = {
         {"name": "x", "type": "float", "min": -5.0, "max": 10.0},
         {"name": "lr", "type": "float", "min": 1e-4, "max": 0.1, "scale": "log"},
         {"name": "layers", "type": "int", "min": 0, "max": 3},
-        {"name": "units_1", "type": "int", "min": 16, "max": 512, "scale": "log",
-         "condition": {"parent": "layers", "min": 1}},
+        {
+            "name": "units_1",
+            "type": "int",
+            "min": 16,
+            "max": 512,
+            "scale": "log",
+            "condition": {"parent": "layers", "min": 1},
+        },
         {"name": "opt", "type": "categorical", "values": ["sgd", "adam"]},
         {"name": "batch", "type": "discrete", "values": [16, 32, 64]},
     ],

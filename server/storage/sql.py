@@ -40,7 +40,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
-
 from tunewire.server.errors import StorageUnavailable
 from tunewire.server.storage.schema import measurements, studies, trials
 from tunewire.server.study import (
@@ -69,7 +68,7 @@ def normalise_url(url: str) -> str:
     """Accepts postgres:// and postgresql:// URLs and selects the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -84,8 +83,13 @@ class StudyRow:
 
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs
 # as much as executing them.
-_STUDY_COLUMNS = (studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
-                  studies.c.created_at)
+_STUDY_COLUMNS = (
+    studies.c.id,
+    studies.c.name,
+    studies.c.spec_json,
+    studies.c.state,
+    studies.c.created_at,
+)
 _FIND_STUDY = select(*_STUDY_COLUMNS).where(studies.c.name == bindparam("name"))
 _TRIAL_KEY = and_(trials.c.study_id == bindparam("sid"), trials.c.trial_id == bindparam("tid"))
 _GET_TRIAL = select(trials).where(_TRIAL_KEY)
@@ -144,15 +148,19 @@ class Repository:
         else:
             stmt = insert(studies).prefix_with("OR IGNORE")
         row = self.conn.execute(
-            stmt.values(name=name, spec_json=spec_json, state=state, created_at=now)
-            .returning(*_STUDY_COLUMNS)
+            stmt.values(name=name, spec_json=spec_json, state=state, created_at=now).returning(
+                *_STUDY_COLUMNS
+            )
         ).first()
         return StudyRow(*row) if row else None
 
     def list_studies(self, after_name: str, limit: int) -> list[StudyRow]:
         rows = self.conn.execute(
             select(
-                studies.c.id, studies.c.name, studies.c.spec_json, studies.c.state,
+                studies.c.id,
+                studies.c.name,
+                studies.c.spec_json,
+                studies.c.state,
                 studies.c.created_at,
             )
             .where(studies.c.name > after_name)
@@ -241,21 +249,28 @@ class Repository:
 
     def mark_expired_lost(self, study_id: int, now: float) -> list[Trial]:
         """Marks ACTIVE trials with an expired lease LOST; returns them as they were."""
-        expired = self.conn.execute(
-            select(trials)
-            .where(
-                and_(
-                    trials.c.study_id == study_id,
-                    trials.c.state == TrialState.ACTIVE.value,
-                    trials.c.lease_expires < now,
+        expired = (
+            self.conn.execute(
+                select(trials)
+                .where(
+                    and_(
+                        trials.c.study_id == study_id,
+                        trials.c.state == TrialState.ACTIVE.value,
+                        trials.c.lease_expires < now,
+                    )
                 )
+                .order_by(trials.c.trial_id)
             )
-            .order_by(trials.c.trial_id)
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         lost = [_trial_from_row(r) for r in expired]
         for t in lost:
             self.update_trial(
-                study_id, t.id, state=TrialState.LOST.value, ended_at=now,
+                study_id,
+                t.id,
+                state=TrialState.LOST.value,
+                ended_at=now,
                 reason=f"lease expired at {t.lease_expires:.3f} (worker {t.worker_id!r})",
             )
         return lost
@@ -276,9 +291,7 @@ class Repository:
                 select(func.count()).where(
                     and_(
                         trials.c.study_id == study_id,
-                        trials.c.state.notin_(
-                            [TrialState.LOST.value, TrialState.REQUESTED.value]
-                        ),
+                        trials.c.state.notin_([TrialState.LOST.value, TrialState.REQUESTED.value]),
                     )
                 )
             ).scalar_one()
@@ -286,9 +299,11 @@ class Repository:
 
     # -- measurements ---------------------------------------------------------------
     def get_measurement(self, study_id: int, trial_id: int, step: int) -> Measurement | None:
-        row = self.conn.execute(
-            _GET_MEASUREMENT, {"sid": study_id, "tid": trial_id, "step": step}
-        ).mappings().first()
+        row = (
+            self.conn.execute(_GET_MEASUREMENT, {"sid": study_id, "tid": trial_id, "step": step})
+            .mappings()
+            .first()
+        )
         return _measurement_from_row(row) if row else None
 
     def delete_measurements(self, study_id: int, trial_id: int) -> None:
@@ -326,7 +341,9 @@ class Repository:
             )
         return _INSERT_MEASUREMENT_PG
 
-    def measurements_of(self, study_id: int, trial_ids: Sequence[int] | None = None) -> dict[int, list[Measurement]]:
+    def measurements_of(
+        self, study_id: int, trial_ids: Sequence[int] | None = None
+    ) -> dict[int, list[Measurement]]:
         """Measurements by trial id, ordered by step (all trials when trial_ids is None)."""
         conditions = [measurements.c.study_id == study_id]
         if trial_ids is not None:

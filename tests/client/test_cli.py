@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.conftest import SIMPLE_SPEC
 from tunewire.client import TuningClient
 from tunewire.client.cli import main
 from tunewire.server.app import RunningServer
+
+from tests.conftest import SIMPLE_SPEC
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -22,7 +22,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_study_commands(sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_study_commands(
+    sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = ["--server", sqlite_server.target]
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(dict(SIMPLE_SPEC, name="cli", max_trials=3)))
@@ -43,7 +45,9 @@ def test_study_commands(sqlite_server: RunningServer, tmp_path: Path, capsys: py
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["trial_id"] for r in rows] == ["1", "2", "3"] and rows[0]["loss"] == "1.0"
     export = tmp_path / "trials.json"
-    code, _, _ = run(capsys, "study", "export", "cli", "--format", "json", "-o", str(export), *target)
+    code, _, _ = run(
+        capsys, "study", "export", "cli", "--format", "json", "-o", str(export), *target
+    )
     data = json.loads(export.read_text())
     assert data[0]["measurements"] == [[0, {"loss": 1.0}]]
     code, out, _ = run(capsys, "trial", "list", "cli", "--state", "completed", *target)
@@ -54,7 +58,9 @@ def test_study_commands(sqlite_server: RunningServer, tmp_path: Path, capsys: py
     assert code == 0
 
 
-def test_bad_spec_file_is_reported(sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_spec_file_is_reported(
+    sqlite_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(dict(SIMPLE_SPEC, name="bad", algorithm="nope")))
     code, _, err = run(capsys, "study", "create", str(bad), "--server", sqlite_server.target)

@@ -8,10 +8,10 @@ import time
 
 import grpc
 import pytest
-
-from tests.conftest import SIMPLE_SPEC
 from tunewire.client import TunewireClientError, TuningClient
 from tunewire.v1 import study_pb2 as pb
+
+from tests.conftest import SIMPLE_SPEC
 
 
 def spec(**overrides: object) -> dict:
@@ -176,8 +176,12 @@ def test_grid_search_exhausts(client: TuningClient) -> None:
     grid = {
         "parameters": [
             {"name": "layers", "type": "int", "min": 0, "max": 2},
-            {"name": "width", "type": "categorical", "values": ["s", "l"],
-             "condition": {"parent": "layers", "min": 1}},
+            {
+                "name": "width",
+                "type": "categorical",
+                "values": ["s", "l"],
+                "condition": {"parent": "layers", "min": 1},
+            },
         ],
         "metrics": [{"name": "loss", "goal": "minimize"}],
         "algorithm": "grid",
@@ -192,8 +196,10 @@ def test_grid_search_exhausts(client: TuningClient) -> None:
 
 
 def test_multi_objective_best_is_pareto_front(client: TuningClient) -> None:
-    client.create_study("m", spec(metrics=[{"name": "loss", "goal": "minimize"},
-                                           {"name": "acc", "goal": "maximize"}]))
+    client.create_study(
+        "m",
+        spec(metrics=[{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]),
+    )
     results = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (0.5, 0.4), (1.0, 0.4)]
     ids = []
     for loss, acc in results:
@@ -226,8 +232,9 @@ def test_ownership_and_finished_trials_are_enforced(client: TuningClient) -> Non
 
 
 def test_server_early_stopping_decision_is_recorded(client: TuningClient) -> None:
-    client.create_study("es", spec(early_stopping={"rule": "threshold", "bound": 5.0,
-                                                   "after_step": 2}))
+    client.create_study(
+        "es", spec(early_stopping={"rule": "threshold", "bound": 5.0, "after_step": 2})
+    )
     (trial,) = client.suggest("es", "w")
     assert not trial.report(1, {"loss": 9.0})
     assert trial.report(2, {"loss": 9.0})

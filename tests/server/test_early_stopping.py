@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from tunewire.server.early_stopping import PeerCurve, decide, rung_steps, validate_policy
 from tunewire.server.errors import InvalidArgument
 from tunewire.server.study import EarlyStoppingPolicy
 
 
-def first_stop(policy: EarlyStoppingPolicy, curve: list[float], peers: list[PeerCurve]) -> int | None:
+def first_stop(
+    policy: EarlyStoppingPolicy, curve: list[float], peers: list[PeerCurve]
+) -> int | None:
     """Feeds the curve report by report; returns the step of the first stop decision."""
     policy = validate_policy(policy)
     for i in range(len(curve)):
@@ -26,7 +27,11 @@ def done(tid: int, values: list[float]) -> PeerCurve:
 
 
 def test_median_rule_stops_at_exact_step() -> None:
-    peers = [done(1, [1.0, 0.8, 0.6, 0.5]), done(2, [1.2, 1.0, 0.9, 0.8]), done(3, [0.9, 0.7, 0.5, 0.4])]
+    peers = [
+        done(1, [1.0, 0.8, 0.6, 0.5]),
+        done(2, [1.2, 1.0, 0.9, 0.8]),
+        done(3, [0.9, 0.7, 0.5, 0.4]),
+    ]
     policy = EarlyStoppingPolicy("median", {"min_completed_trials": 3, "grace_period_steps": 1})
     # running averages at step 1: 0.9, 1.1, 0.8 -> median 0.9; the trial's best by step 1 is 1.0
     assert first_stop(policy, [1.0, 1.0, 0.3], peers) == 1
@@ -79,7 +84,11 @@ def test_threshold_rule() -> None:
     [
         ("median", {"min_completed_trials": -1}, "whole number >= 0"),
         ("successive_halving", {"reduction_factor": 1.0}, "reduction_factor must be > 1"),
-        ("successive_halving", {"min_resource": 5, "max_resource": 2}, "max_resource must be >= min_resource"),
+        (
+            "successive_halving",
+            {"min_resource": 5, "max_resource": 2},
+            "max_resource must be >= min_resource",
+        ),
         ("patience", {"min_delta": -0.1}, "min_delta"),
         ("threshold", {"after_step": 1}, "give a finite bound"),
         ("median", {"patience_steps": 3}, "has no settings ['patience_steps']"),

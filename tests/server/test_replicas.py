@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tunewire.client import TunewireClientError, TuningClient
 
 from tests.conftest import SIMPLE_SPEC
-from tunewire.client import TunewireClientError, TuningClient
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +32,22 @@ def free_port() -> int:
 
 def start_server(storage: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunewire.client.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--storage", storage, "--threads", "16"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "tunewire.client.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+            "--threads",
+            "16",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(channel)
@@ -59,7 +72,9 @@ def pg_url(pg_database: str) -> Iterator[str]:
     yield pg_database
 
 
-def run_workers(target: str, study: str, n_workers: int, steps: int, acked: list, errors: list) -> None:
+def run_workers(
+    target: str, study: str, n_workers: int, steps: int, acked: list, errors: list
+) -> None:
     def worker(i: int) -> None:
         client = TuningClient(target, timeout=20, retry_timeout=60)
         try:
@@ -117,9 +132,13 @@ def test_two_replicas_on_postgres_with_32_workers(pg_url: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_kill_9_under_load_loses_nothing_acknowledged(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_kill_9_under_load_loses_nothing_acknowledged(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     storage = (
-        f"sqlite:///{tmp_path / 'kill.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+        f"sqlite:///{tmp_path / 'kill.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
     )
     port = free_port()
     log = tmp_path / "server.log"
