@@ -1,0 +1,111 @@
+"""Early stopping through the real service: concurrent workers under ASHA and the median
+rule, decisions recorded with the trials and shown by `tunewire study show`."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from tunewire.client import TuningClient
+from tunewire.client.cli import main as cli_main
+from tunewire.server.app import RunningServer
+
+SPACE = [{"name": "quality", "type": "float", "min": 0.0, "max": 1.0}]
+
+
+def curve(quality: float, step: int) -> float:
+    """A learning curve whose plateau is set by `quality` (higher is worse)."""
+    return quality + math.exp(-0.3 * step)
+
+
+def run_workers(target: str, study: str, workers: int, steps: int) -> dict[int, int]:
+    """Concurrent workers that obey stop decisions; returns steps run per trial."""
+    ran: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        client = TuningClient(target)
+        for trial in client.worker_loop(study, f"w{i}", poll_interval=0.05):
+            q = float(trial.params["quality"])
+            done = 0
+            for step in range(steps):
+                done += 1
+                if trial.report(step, {"loss": curve(q, step)}):
+                    break
+            trial.complete()
+            with lock:
+                ran[trial.id] = done
+        client.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return ran
+
+
+@pytest.mark.parametrize(
+    "policy,max_share",
+    [
+        ({"rule": "successive_halving", "min_resource": 1, "reduction_factor": 3}, 0.6),
+        # The median rule compares a trial's best value with running averages: milder.
+        ({"rule": "median", "min_completed_trials": 3, "grace_period_steps": 2}, 0.95),
+    ],
+)
+def test_concurrent_workers_stop_bad_trials(
+    sqlite_server: RunningServer, policy: dict, max_share: float
+) -> None:
+    client = TuningClient(sqlite_server.target)
+    client.create_study(
+        "es",
+        {
+            "parameters": SPACE,
+            "metrics": [{"name": "loss", "goal": "minimize"}],
+            "algorithm": "sobol",
+            "max_trials": 24,
+            "early_stopping": policy,
+        },
+    )
+    steps = 12
+    ran = run_workers(sqlite_server.target, "es", 4, steps)
+    trials = client.list_trials("es")
+    assert len(trials) == 24 and len(ran) == 24
+    stopped = [t for t in trials if t.state == "stopped_early"]
+    completed = [t for t in trials if t.state == "completed"]
+    assert stopped and completed
+    for t in stopped:
+        # the worker stopped at the decision's step and the rule is recorded
+        assert t.stop_rule == policy["rule"]
+        assert ran[t.id] == t.stopped_at_step + 1
+        assert len(t.measurements) == ran[t.id]
+    # compute saved, and the best configuration ran to the end
+    assert sum(ran.values()) < max_share * 24 * steps
+    best = min(trials, key=lambda t: t.params["quality"])
+    assert best.state == "completed" and ran[best.id] == steps
+    client.close()
+
+
+def test_study_show_lists_stop_decisions(
+    sqlite_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = TuningClient(sqlite_server.target)
+    client.create_study(
+        "th",
+        {
+            "parameters": SPACE,
+            "metrics": [{"name": "loss", "goal": "minimize"}],
+            "algorithm": "random",
+            "early_stopping": {"rule": "threshold", "bound": 0.5, "after_step": 1},
+        },
+    )
+    (trial,) = client.suggest("th", "w")
+    trial.report(0, {"loss": 2.0})
+    assert trial.report(1, {"loss": 2.0})
+    trial.complete()
+    assert cli_main(["study", "show", "th", "--server", sqlite_server.target]) == 0
+    out = capsys.readouterr().out
+    assert "1 stopped early" in out and "[stopped at step 1 by threshold]" in out
+    client.close()
