@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+
 from tunewire.client.spec import load_spec_file, spec_from_dict, value_from_pb, value_to_pb
 from tunewire.v1 import study_pb2 as pb
 from tunewire.v1 import tuning_service_pb2 as api

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tunewire.v1 import study_pb2 as pb
 
 _TYPES = {

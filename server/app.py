@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from tunewire.server.algorithms import get_algorithm
 from tunewire.server.service import TuningService
 from tunewire.server.servicer import TuningServicer

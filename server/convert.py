@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from tunewire.server.errors import InvalidArgument
 from tunewire.server.space import (
     Condition,

@@ -94,6 +94,35 @@ class PeerCurve:
     completed: bool
 
 
+@dataclass(frozen=True)
+class PeerQuery:
+    """Which peer curves a decision needs, so the service loads no more than that."""
+
+    completed_only: bool
+    max_step: int | None
+
+
+def peers_needed(policy: EarlyStoppingPolicy, curve: Curve) -> PeerQuery | None:
+    """None when the decision for this report needs no other trial's curve."""
+    if not curve:
+        return None
+    step = curve[-1][0]
+    s = policy.settings
+    if policy.rule == "median":
+        if step < s["grace_period_steps"]:
+            return None
+        return PeerQuery(completed_only=True, max_step=step)
+    if policy.rule == "successive_halving":
+        previous = curve[-2][0] if len(curve) > 1 else -1
+        rungs = rung_steps(
+            int(s["min_resource"]), float(s["reduction_factor"]), int(s["max_resource"]), step
+        )
+        if not any(r > previous for r in rungs):
+            return None
+        return PeerQuery(completed_only=False, max_step=None)
+    return None
+
+
 def decide(
     policy: EarlyStoppingPolicy, trial_id: int, curve: Curve, peers: Sequence[PeerCurve]
 ) -> StopDecision | None:

@@ -10,6 +10,7 @@ import grpc
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
 from tunewire.server.storage.sql import Storage
 
 RPCS = Counter("tunewire_rpc_total", "RPCs handled, by method and status code", ["method", "code"])

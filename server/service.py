@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
-from tunewire.server.early_stopping import PeerCurve, decide
+from tunewire.server.early_stopping import PeerCurve, decide, peers_needed
 from tunewire.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -487,14 +487,16 @@ class TuningService:
                 if metric.name in m.metrics
             ]
 
-        needs_peers = policy.rule in ("median", "successive_halving")
-        by_trial = repo.measurements_of(row.id, None if needs_peers else [trial_id])
-        curve = curve_of(by_trial.get(trial_id, []))
+        own = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
+        curve = curve_of(own)
         if not curve:
             return None
         peers: list[PeerCurve] = []
-        if needs_peers:
+        query = peers_needed(policy, curve)
+        if query is not None:
             finished = {t.id for t in repo.trials_where(row.id, states=RESULT_STATES)}
+            ids = sorted(finished - {trial_id}) if query.completed_only else None
+            by_trial = repo.measurements_of(row.id, ids, max_step=query.max_step)
             peers = [
                 PeerCurve(tid, curve_of(ms), tid in finished)
                 for tid, ms in by_trial.items()

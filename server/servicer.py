@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+
 from tunewire.server import convert
 from tunewire.server.errors import (
     AlreadyExists,

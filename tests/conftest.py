@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+
 from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer, run_in_background
 

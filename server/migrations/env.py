@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
+
 from tunewire.server.storage.schema import metadata
 
 connection = context.config.attributes["connection"]

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
+
 from tunewire.server.errors import StorageUnavailable
 from tunewire.server.storage.schema import measurements, studies, trials
 from tunewire.server.study import (
@@ -342,10 +343,17 @@ class Repository:
         return _INSERT_MEASUREMENT_PG
 
     def measurements_of(
-        self, study_id: int, trial_ids: Sequence[int] | None = None
+        self,
+        study_id: int,
+        trial_ids: Sequence[int] | None = None,
+        *,
+        max_step: int | None = None,
     ) -> dict[int, list[Measurement]]:
-        """Measurements by trial id, ordered by step (all trials when trial_ids is None)."""
+        """Measurements by trial id, ordered by step (all trials when trial_ids is None;
+        only steps <= max_step when given)."""
         conditions = [measurements.c.study_id == study_id]
+        if max_step is not None:
+            conditions.append(measurements.c.step <= max_step)
         if trial_ids is not None:
             if not trial_ids:
                 return {}

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.conftest import SIMPLE_SPEC
 from tunewire.client import TuningClient
 from tunewire.client.cli import main
 from tunewire.server.app import RunningServer
-
-from tests.conftest import SIMPLE_SPEC
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+
+from tests.conftest import SIMPLE_SPEC
 from tunewire.client.spec import spec_from_dict, value_to_pb
 from tunewire.server.app import RunningServer
 from tunewire.v1 import study_pb2 as pb
 from tunewire.v1 import tuning_service_pb2 as api
 from tunewire.v1 import tuning_service_pb2_grpc as api_grpc
-
-from tests.conftest import SIMPLE_SPEC
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -8,10 +8,10 @@ import time
 
 import grpc
 import pytest
-from tunewire.client import TunewireClientError, TuningClient
-from tunewire.v1 import study_pb2 as pb
 
 from tests.conftest import SIMPLE_SPEC
+from tunewire.client import TunewireClientError, TuningClient
+from tunewire.v1 import study_pb2 as pb
 
 
 def spec(**overrides: object) -> dict:

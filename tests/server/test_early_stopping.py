@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tunewire.server.early_stopping import PeerCurve, decide, rung_steps, validate_policy
 from tunewire.server.errors import InvalidArgument
 from tunewire.server.study import EarlyStoppingPolicy

@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tunewire.client import TunewireClientError, TuningClient
 
 from tests.conftest import SIMPLE_SPEC
+from tunewire.client import TunewireClientError, TuningClient
 
 pytestmark = pytest.mark.slow
 

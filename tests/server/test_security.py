@@ -9,10 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tunewire.client import TunewireClientError, TuningClient
-from tunewire.server.app import run_in_background
 
 from tests.conftest import SIMPLE_SPEC
+from tunewire.client import TunewireClientError, TuningClient
+from tunewire.server.app import run_in_background
 
 
 def test_token_required_except_for_health(tmp_path: Path) -> None:
