@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
-    print(f"\n{len(trials)} trials in {wall:.0f} s: " + ", ".join(
-        f"{n} {state}" for state, n in sorted(counts.items())
-    ))
+    print(
+        f"\n{len(trials)} trials in {wall:.0f} s: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    )
     for s in summaries:
         if s.exit_code:
             print(f"worker {s.worker_id}: {s.message}", file=sys.stderr)
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best trial #{b.id} ({b.state}):")
     print(f"  validation loss  {m.get('val_loss', float('nan')):.4f}")
     print(f"  test accuracy    {m.get('test_accuracy', float('nan')):.4f}")
-    print(f"  epochs trained   {m.get('epochs_trained', 0):.0f}, "
-          f"{m.get('train_seconds', 0):.1f} s, {m.get('n_params', 0):.0f} parameters")
+    print(
+        f"  epochs trained   {m.get('epochs_trained', 0):.0f}, "
+        f"{m.get('train_seconds', 0):.1f} s, {m.get('n_params', 0):.0f} parameters"
+    )
     print(f"  hyperparameters  {format_params(b.params)}")
     print(
         f"\nThe study is kept in {database}; browse it with\n"

@@ -47,6 +47,9 @@ log = logging.getLogger("tunewire.trainer")
 
 # Codes of a server that is away (the client has already retried them with backoff).
 UNREACHABLE_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+# Codes of a server-side bug; asked again a few times with backoff before giving up.
+SERVER_ERROR_CODES = ("INTERNAL", "UNKNOWN")
+MAX_SERVER_ERRORS = 5
 # A user task that raises on this many trials in a row is broken, not unlucky.
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -291,10 +294,33 @@ class Worker:
             self.device,
             settings.seed,
         )
+        server_errors = 0
+        while True:
+            done_before = len(self.summary.outcomes)
+            try:
+                self._train_trials(task, objective)
+                return
+            except TunewireClientError as exc:
+                if len(self.summary.outcomes) > done_before:
+                    server_errors = 0
+                server_errors += 1
+                if exc.code.name not in SERVER_ERROR_CODES or server_errors > MAX_SERVER_ERRORS:
+                    raise
+                # A server bug may be transient (one failed model fit); the server hands a
+                # trial this worker still held back to it when it asks again.
+                delay = min(2.0**server_errors, 30.0)
+                log.warning("server error (%s); asking again in %.0f s", exc, delay)
+                time.sleep(delay)
+
+    def _train_trials(self, task: TrainFunction, objective: str) -> None:
+        """Trains trials until the study is done, the trial budget is spent, or the task
+        keeps failing."""
+        settings = self.settings
+        remaining = None
+        if settings.max_trials is not None:
+            remaining = settings.max_trials - len(self.summary.outcomes)
         failures_in_a_row = 0
-        for trial in self.client.worker_loop(
-            settings.study, self.worker_id, max_trials=settings.max_trials
-        ):
+        for trial in self.client.worker_loop(settings.study, self.worker_id, max_trials=remaining):
             outcome = self.run_trial(trial, task, objective)
             self.summary.outcomes.append(outcome)
             failures_in_a_row = failures_in_a_row + 1 if outcome.state == "failed" else 0

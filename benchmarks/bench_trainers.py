@@ -1,0 +1,195 @@
+"""Do more trainer workers finish a tuning job sooner, without a worse result? Real training
+(the digits-mlp task, its default search space) at an equal trial budget with 1, 2 and 4
+trainer processes against one server process.
+
+    python -m benchmarks.bench_trainers            # full: 24 trials, 3 seeds, sobol and gp
+    python -m benchmarks.bench_trainers --quick    # smoke: 6 trials, 1 seed, sobol, 1-2 workers
+
+Sobol gives every worker count the same configurations (trial i gets point i), so its
+throughput ratio measures the workers alone; GP's suggestions depend on what finished
+first, so it also shows whether parallel suggestions cost accuracy. Server-side early
+stopping is off so that the work per trial does not depend on completion order. Each
+trainer uses one torch thread. Throughput is trials per minute between the first trial's
+start and the last one's end (server timestamps); wall time also counts process start-up.
+Appends the table to benchmarks/RESULTS.md (section "bench_trainers").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import append_results, free_port, start_server_process
+from tunewire.client import TuningClient
+from tunewire.trainer.tasks import BUILTIN_TASKS
+
+TASK = "digits-mlp"
+
+
+@dataclass
+class Run:
+    algorithm: str
+    workers: int
+    seed: int
+    trials: int
+    wall_s: float
+    trials_per_min: float
+    best_val_loss: float
+    best_test_accuracy: float  # of the trial with the best validation loss
+    epochs: int
+
+
+def run_once(target: str, algorithm: str, workers: int, seed: int, budget: int, log: Path) -> Run:
+    """One tuning job: a fresh study and `workers` trainer processes until the budget is spent."""
+    study = f"bench-{algorithm}-{workers}w-s{seed}-{time.time_ns()}"
+    spec = BUILTIN_TASKS[TASK].default_spec()
+    spec.update(algorithm=algorithm, seed=seed, max_trials=budget, early_stopping={"rule": "none"})
+    with TuningClient(target) as client:
+        client.create_study(study, spec)
+        started = time.perf_counter()
+        with log.open("a") as out:
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tunewire.trainer",
+                        "--server",
+                        target,
+                        "--study",
+                        study,
+                        "--task",
+                        TASK,
+                        "--no-create-study",
+                        "--progress",
+                        "off",
+                        "--threads",
+                        "1",
+                        "--devices",
+                        "cpu",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                for _ in range(workers)
+            ]
+            codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - started
+        if any(codes):
+            raise RuntimeError(f"a trainer exited with {codes}; see {log}")
+        trials = client.list_trials(study, measurements=False)
+        best = client.best_trials(study, 1)
+    finished = [t for t in trials if t.final_metrics]
+    span = max(t.end_time for t in finished) - min(t.start_time for t in finished)
+    metrics = best[0].final_metrics or {} if best else {}
+    return Run(
+        algorithm=algorithm,
+        workers=workers,
+        seed=seed,
+        trials=len(finished),
+        wall_s=wall,
+        trials_per_min=60.0 * len(finished) / span if span > 0 else float("nan"),
+        best_val_loss=metrics.get("val_loss", float("nan")),
+        best_test_accuracy=metrics.get("test_accuracy", float("nan")),
+        epochs=int(sum((t.final_metrics or {}).get("epochs_trained", 0) for t in finished)),
+    )
+
+
+def _median_iqr(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{format(statistics.median(values), fmt)} [{format(q[0], fmt)}–{format(q[2], fmt)}]"
+
+
+def table(runs: list[Run], worker_counts: list[int]) -> str:
+    lines = [
+        "| algorithm | workers | trials | wall s | trials/min | speed-up vs 1 | "
+        "best val loss | its test accuracy | epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for algorithm in dict.fromkeys(r.algorithm for r in runs):
+        base = {
+            r.seed: r.trials_per_min for r in runs if r.algorithm == algorithm and r.workers == 1
+        }
+        for n in worker_counts:
+            rs = [r for r in runs if r.algorithm == algorithm and r.workers == n]
+            if not rs:
+                continue
+            speedups = [r.trials_per_min / base[r.seed] for r in rs if r.seed in base]
+            lines.append(
+                f"| {algorithm} | {n} | {rs[0].trials} | "
+                f"{_median_iqr([r.wall_s for r in rs], '.1f')} | "
+                f"{_median_iqr([r.trials_per_min for r in rs], '.1f')} | "
+                f"{_median_iqr(speedups, '.2f') if speedups else 'n/a'} | "
+                f"{_median_iqr([r.best_val_loss for r in rs], '.4f')} | "
+                f"{_median_iqr([r.best_test_accuracy for r in rs], '.4f')} | "
+                f"{_median_iqr([float(r.epochs) for r in rs], '.0f')} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run (under a minute or two)")
+    p.add_argument("--trials", type=int, default=None, help="trial budget per job (24; quick 6)")
+    p.add_argument("--seeds", type=int, default=None, help="repeats with seeds 0..N-1 (3; quick 1)")
+    p.add_argument("--workers", default=None, help="worker counts (1,2,4; quick 1,2)")
+    p.add_argument("--algorithms", default=None, help="gp,sobol,random (sobol,gp; quick sobol)")
+    p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = p.parse_args(argv)
+    budget = args.trials or (6 if args.quick else 24)
+    seeds = args.seeds or 1 if args.quick else args.seeds or 3
+    worker_counts = [
+        int(w) for w in (args.workers or ("1,2" if args.quick else "1,2,4")).split(",")
+    ]
+    algorithms = (args.algorithms or ("sobol" if args.quick else "sobol,gp")).split(",")
+    load_before = os.getloadavg()[0]
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="tw-bench-trainers-") as tmp:
+        log = Path(tmp) / "bench.log"
+        port = free_port()
+        server = start_server_process(f"sqlite:///{Path(tmp) / 'bench.db'}", port, log)
+        try:
+            for seed in range(seeds):
+                for algorithm in algorithms:
+                    # Alternate the order so that drift in machine load hits every count.
+                    order = worker_counts if seed % 2 == 0 else worker_counts[::-1]
+                    for workers in order:
+                        run = run_once(f"127.0.0.1:{port}", algorithm, workers, seed, budget, log)
+                        runs.append(run)
+                        print(
+                            f"{algorithm} seed {seed} workers {workers}: {run.trials} trials in "
+                            f"{run.wall_s:.1f} s ({run.trials_per_min:.1f}/min), best val loss "
+                            f"{run.best_val_loss:.4f}, its test accuracy "
+                            f"{run.best_test_accuracy:.4f}",
+                            flush=True,
+                        )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    result = table(runs, worker_counts)
+    print(result)
+    if not args.no_record:
+        command = (
+            "python -m benchmarks.bench_trainers"
+            + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+        )
+        notes = (
+            f"{TASK}, default space, early stopping off, one torch thread per trainer, "
+            f"{os.cpu_count()} CPU cores shared with other work (load average "
+            f"{load_before:.1f} at start); medians [IQR] over {seeds} seed(s)."
+        )
+        append_results("bench_trainers", command, result, notes, ("torch", "grpcio"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

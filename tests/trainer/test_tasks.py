@@ -1,0 +1,90 @@
+"""Task loading, default specs, devices and progress output."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tunewire.server.study import StudySpec
+from tunewire.trainer.devices import DeviceError, parse_devices, resolve_device
+from tunewire.trainer.errors import TaskLoadError, TaskParameterError
+from tunewire.trainer.progress import BarProgress
+from tunewire.trainer.tasks import BUILTIN_TASKS, load_task
+
+SEED_ARTICLE_KNOBS = {"hidden_layers", "units_1", "batch_size", "lr", "optimizer",
+                      "weight_decay", "dropout", "pretrain_epochs"}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
+def test_default_specs_are_valid_studies_the_task_accepts(name: str) -> None:
+    task = BUILTIN_TASKS[name]
+    spec = task.default_spec()
+    StudySpec.from_dict(spec)  # what the server will check
+    task.check_spec(spec)
+    names = {p["name"] for p in spec["parameters"]}
+    assert SEED_ARTICLE_KNOBS <= names
+    assert spec["metrics"] == [{"name": "val_loss", "goal": "minimize"}]
+
+
+def test_digits_space_covers_zero_to_six_hidden_layers_with_conditional_widths() -> None:
+    params = {p["name"]: p for p in BUILTIN_TASKS["digits-mlp"].default_spec()["parameters"]}
+    assert (params["hidden_layers"]["min"], params["hidden_layers"]["max"]) == (0, 6)
+    for k in range(1, 7):
+        assert params[f"units_{k}"]["condition"] == {"parent": "hidden_layers", "min": k}
+        assert params[f"units_{k}"]["scale"] == "log"
+    assert params["optimizer"]["values"] == ["sgd", "adam", "adamw"]
+    assert params["lr"]["min"] == 1e-4 and params["lr"]["max"] == 0.1
+
+
+def test_check_spec_names_the_unknown_parameters() -> None:
+    with pytest.raises(TaskParameterError, match=r"\['learning_rate'\]"):
+        BUILTIN_TASKS["digits-mlp"].check_spec({"parameters": [{"name": "learning_rate"}]})
+
+
+def test_load_task_accepts_builtin_module_and_file_forms(tmp_path: Path) -> None:
+    assert load_task("digits-mlp") is BUILTIN_TASKS["digits-mlp"]
+    assert load_task("tests.trainer.user_tasks:quadratic").__name__ == "quadratic"
+    path = tmp_path / "mine.py"
+    path.write_text("def train(params, reporter):\n    return {'val_loss': 1.0}\n")
+    assert load_task(f"{path}:train")({}, None) == {"val_loss": 1.0}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("digits", "neither a built-in task (digits-mlp"),
+        ("no_such_module:train", "cannot import 'no_such_module'"),
+        ("tests.trainer.user_tasks:nothing", "has no function 'nothing'"),
+        ("/nonexistent/x.py:train", "no file /nonexistent/x.py"),
+    ],
+)
+def test_bad_task_names_say_what_is_accepted(text: str, message: str) -> None:
+    with pytest.raises(TaskLoadError, match=message.replace("(", r"\(")):
+        load_task(text)
+
+
+def test_devices() -> None:
+    assert parse_devices("cpu*2") == ["cpu", "cpu"]
+    assert parse_devices("cpu, cpu") == ["cpu", "cpu"]
+    assert str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(DeviceError, match="cpu\\*2"):
+        parse_devices("cpu*x")
+    with pytest.raises(DeviceError, match="runs on cpu or cuda"):
+        resolve_device("meta")
+    if not __import__("torch").cuda.is_available():
+        assert str(resolve_device("auto")) == "cpu"
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            parse_devices("cuda:0,cuda:1")
+
+
+def test_progress_bar_redraws_one_line() -> None:
+    stream = io.StringIO()
+    bar = BarProgress(7, "val_loss", stream)
+    bar.epoch(10, 40, {"val_loss": 0.25, "train_loss": 0.3}, 0.2)
+    bar.close()
+    text = stream.getvalue()
+    assert text.startswith("\r\x1b[K")
+    assert "trial 7 [#####---------------] 10/40 val_loss 0.2500 train 0.3000 best 0.2000" in text
+    assert text.endswith("\n")

@@ -1,0 +1,276 @@
+"""The worker against a real server (SQLite) with user tasks: outcomes of every path."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunewire.client import TuningClient
+from tunewire.server.app import RunningServer, run_in_background
+from tunewire.trainer.worker import (
+    EXIT_CONFIG,
+    EXIT_FAILURES,
+    EXIT_UNREACHABLE,
+    WorkerSettings,
+    run_worker,
+)
+
+from .user_tasks import SPACE
+
+TASKS = Path(__file__).with_name("user_tasks.py")
+
+
+@pytest.fixture
+def client(sqlite_server: RunningServer) -> Iterator[TuningClient]:
+    c = TuningClient(sqlite_server.target, timeout=30, retry_timeout=5)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def settings(server: RunningServer, study: str, task: str, **kw: Any) -> WorkerSettings:
+    base: dict[str, Any] = dict(
+        server=server.target,
+        study=study,
+        task=task,
+        device="cpu",
+        progress="off",
+        server_wait_s=5.0,
+    )
+    base.update(kw)
+    return WorkerSettings(**base)
+
+
+def user_task(name: str) -> str:
+    return f"{TASKS}:{name}"
+
+
+def make_study(client: TuningClient, name: str, trials: int = 3, **extra: Any) -> None:
+    client.create_study(name, {**SPACE, "max_trials": trials, **extra})
+
+
+def test_a_user_task_runs_through_the_interface(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "user")
+    summary = run_worker(settings(sqlite_server, "user", user_task("quadratic")))
+    assert summary.exit_code == 0, summary.message
+    assert summary.counts() == {"completed": 3}
+    trials = client.list_trials("user")
+    assert all(t.state == "completed" for t in trials)
+    for t in trials:
+        assert [step for step, _ in t.measurements] == [1, 2, 3, 4, 5]
+        assert t.final_metrics is not None and t.final_metrics["device_is_cpu"] == 1.0
+        assert t.final_metrics["loss"] == pytest.approx((t.params["x"] - 1) ** 2 + 0.2)
+    assert summary.best() is not None
+
+
+def test_out_of_memory_marks_the_trial_infeasible_and_the_worker_goes_on(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "oom", trials=6)
+    summary = run_worker(settings(sqlite_server, "oom", user_task("out_of_memory")))
+    assert summary.exit_code == 0, summary.message
+    trials = client.list_trials("oom")
+    assert len(trials) == 6
+    oom = [t for t in trials if t.params["x"] > 0]
+    ok = [t for t in trials if t.params["x"] <= 0]
+    assert oom and ok, "the seed should give both signs of x"
+    assert all(t.state == "infeasible" and "CUDA out of memory" in t.reason for t in oom)
+    assert all(t.state == "completed" for t in ok)
+
+
+def test_a_nan_loss_marks_the_trial_infeasible(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "nan", trials=2)
+    summary = run_worker(settings(sqlite_server, "nan", user_task("diverges")))
+    assert summary.exit_code == 0
+    for t in client.list_trials("nan"):
+        assert t.state == "infeasible"
+        assert "loss became nan at step 2" in t.reason
+
+
+def test_a_diverging_builtin_network_is_infeasible(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    """A real divergence: plain SGD with a huge learning rate on the diabetes regression."""
+    client.create_study(
+        "diverge",
+        {
+            "parameters": [
+                {"name": "lr", "type": "float", "min": 5.0, "max": 10.0},
+                {"name": "optimizer", "type": "categorical", "values": ["sgd"]},
+                {"name": "momentum", "type": "float", "min": 0.9, "max": 0.99},
+                {"name": "hidden_layers", "type": "int", "min": 2, "max": 3},
+            ],
+            "metrics": [{"name": "val_loss", "goal": "minimize"}],
+            "algorithm": "random",
+            "max_trials": 2,
+        },
+    )
+    summary = run_worker(settings(sqlite_server, "diverge", "diabetes-mlp"))
+    assert summary.exit_code == 0, summary.message
+    for t in client.list_trials("diverge"):
+        assert t.state == "infeasible", t
+        assert "training diverged" in t.reason
+
+
+def test_a_task_that_keeps_raising_stops_the_worker(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "bug", trials=10)
+    summary = run_worker(settings(sqlite_server, "bug", user_task("raises")))
+    assert summary.exit_code == EXIT_FAILURES
+    assert "3 trials in a row failed" in summary.message
+    failed = client.list_trials("bug", ["failed"])
+    assert len(failed) == 3
+    assert "RuntimeError: a bug in the user's training code" in failed[0].reason
+
+
+def test_a_task_returning_no_objective_fails_its_trial(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "contract", trials=1)
+    summary = run_worker(settings(sqlite_server, "contract", user_task("forgets_objective")))
+    assert summary.counts() == {"failed": 1}
+    (trial,) = client.list_trials("contract")
+    assert "the task returned no 'loss'" in trial.reason
+
+
+def test_bad_parameter_values_fail_the_trial_and_stop_the_worker(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    client.create_study(
+        "bad-values",
+        {
+            "parameters": [{"name": "hidden_layers", "type": "int", "min": 7, "max": 9}],
+            "metrics": [{"name": "val_loss", "goal": "minimize"}],
+            "algorithm": "random",
+            "max_trials": 5,
+        },
+    )
+    summary = run_worker(settings(sqlite_server, "bad-values", "digits-mlp"))
+    assert summary.exit_code == EXIT_CONFIG
+    assert "parameter 'hidden_layers' must be in [0, 6]" in summary.message
+    (trial,) = client.list_trials("bad-values")
+    assert trial.state == "failed" and "bad task parameters" in trial.reason
+
+
+def test_a_space_with_unknown_names_is_refused_before_training(
+    sqlite_server: RunningServer, client: TuningClient, tmp_path: Path
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "parameters:\n  - {name: learning_rate, type: float, min: 0.001, max: 0.1}\n"
+        "metrics:\n  - {name: val_loss, goal: minimize}\n"
+    )
+    summary = run_worker(settings(sqlite_server, "typo", "digits-mlp", space=str(space)))
+    assert summary.exit_code == EXIT_CONFIG
+    assert "'learning_rate'" in summary.message and "lr" in summary.message
+    assert [s.name for s in client.list_studies()] == []
+
+
+def test_the_worker_creates_the_study_from_the_task_default(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    summary = run_worker(settings(sqlite_server, "made", "digits-mlp", max_trials=1))
+    assert summary.exit_code == 0, summary.message
+    study = client.get_study("made")
+    assert "units_6" in [p.name for p in study.spec.parameters]
+    (trial,) = client.list_trials("made")
+    assert trial.state in ("completed", "stopped_early")
+    metrics = trial.final_metrics or {}
+    for name in ("val_loss", "test_accuracy", "epochs_trained", "train_seconds", "n_params"):
+        assert name in metrics
+
+
+def test_same_parameters_and_seed_give_the_same_losses(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    client.create_study(
+        "repro",
+        {
+            "parameters": [
+                {"name": "hidden_layers", "type": "int", "min": 1, "max": 2},
+                {"name": "dropout", "type": "float", "min": 0.0, "max": 0.5},
+                {"name": "max_epochs", "type": "int", "min": 3, "max": 4},
+            ],
+            "metrics": [{"name": "val_loss", "goal": "minimize"}],
+            "algorithm": "random",
+            "max_trials": 2,
+        },
+    )
+    params = {"hidden_layers": 2, "dropout": 0.3, "max_epochs": 4}
+    client.add_trial("repro", params)
+    client.add_trial("repro", params)
+    summary = run_worker(settings(sqlite_server, "repro", "digits-mlp", seed=7))
+    assert summary.counts() == {"completed": 2}
+    first, second = client.list_trials("repro")
+    assert first.params == second.params == params
+    assert first.measurements == second.measurements
+    assert len(first.measurements) == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_server_ends_the_worker_with_a_message() -> None:
+    port = _free_port()
+    s = WorkerSettings(
+        server=f"127.0.0.1:{port}",
+        study="x",
+        task=user_task("quadratic"),
+        device="cpu",
+        progress="off",
+        server_wait_s=1.0,
+        rpc_timeout_s=0.5,
+    )
+    summary = run_worker(s)
+    assert summary.exit_code == EXIT_UNREACHABLE
+    assert f"127.0.0.1:{port} unreachable" in summary.message
+
+
+def test_a_server_that_comes_up_late_is_waited_for(tmp_path: Path) -> None:
+    port = _free_port()
+    started: list[RunningServer] = []
+
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    first = run_in_background(url)  # the study exists before the worker's server comes up
+    with TuningClient(first.target) as c:
+        c.create_study("late", {**SPACE, "max_trials": 2})
+    first.stop(0)
+
+    def start_later() -> None:
+        time.sleep(2.0)
+        started.append(run_in_background(url, port=port))
+
+    thread = threading.Thread(target=start_later)
+    thread.start()
+    s = WorkerSettings(
+        server=f"127.0.0.1:{port}",
+        study="late",
+        task=user_task("quadratic"),
+        device="cpu",
+        progress="off",
+        server_wait_s=60.0,
+        create_study=False,
+    )
+    try:
+        summary = run_worker(s)
+    finally:
+        thread.join()
+        for srv in started:
+            srv.stop(0)
+    assert summary.exit_code == 0, summary.message
+    assert summary.counts() == {"completed": 2}
