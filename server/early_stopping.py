@@ -191,7 +191,7 @@ def _median(
 
 def rung_steps(min_resource: int, eta: float, max_resource: int, up_to: int) -> list[int]:
     """Rung steps min_resource * eta^k that are <= up_to (and < max_resource when set)."""
-    rungs = []
+    rungs: list[int] = []
     k = 0
     while True:
         r = int(round(min_resource * eta**k))

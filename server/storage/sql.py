@@ -142,6 +142,7 @@ class Repository:
 
     def insert_study(self, name: str, spec_json: str, state: str, now: float) -> StudyRow | None:
         """Inserts a study; None when the name is taken (a concurrent create)."""
+        stmt: Any
         if self.is_postgres:
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -375,7 +376,7 @@ _INSERT_MEASUREMENT_SQLITE = (
 _INSERT_MEASUREMENT_PG: Any = None
 
 
-def _measurement_from_row(row: Mapping[str, Any]) -> Measurement:
+def _measurement_from_row(row: Any) -> Measurement:
     return Measurement(
         step=int(row["step"]),
         metrics=json.loads(row["metrics_json"]),
@@ -384,7 +385,7 @@ def _measurement_from_row(row: Mapping[str, Any]) -> Measurement:
     )
 
 
-def _trial_from_row(row: Mapping[str, Any]) -> Trial:
+def _trial_from_row(row: Any) -> Trial:
     stop = None
     if row["stop_step"] is not None:
         stop = StopDecision(int(row["stop_step"]), row["stop_rule"], row["stop_reason"])

@@ -65,3 +65,31 @@ def test_bad_spec_file_is_reported(
     bad.write_text(yaml.safe_dump(dict(SIMPLE_SPEC, name="bad", algorithm="nope")))
     code, _, err = run(capsys, "study", "create", str(bad), "--server", sqlite_server.target)
     assert code == 1 and "INVALID_ARGUMENT" in err and "unknown algorithm 'nope'" in err
+
+
+def test_serve_with_no_flags_uses_sqlite_in_working_dir(tmp_path: Path) -> None:
+    """`tunewire serve` needs no flags: a SQLite file in the working directory. The port
+    and host come from TUNEWIRE_* variables here only to keep the test on loopback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from benchmarks.common import free_port
+
+    port = free_port()
+    env = dict(os.environ, TUNEWIRE_PORT=str(port), TUNEWIRE_HOST="127.0.0.1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunewire.client.cli", "serve"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        client = TuningClient(f"127.0.0.1:{port}", retry_timeout=60)
+        client.create_study("s", SIMPLE_SPEC)
+        assert (tmp_path / "tunewire.db").exists()
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert f"listening on 127.0.0.1:{port}" in out.decode()
