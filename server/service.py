@@ -541,13 +541,21 @@ class TuningService:
             if current.state in FINISHED_STATES and current.worker_id == worker_id:
                 # A retried CompleteTrial whose first attempt committed: answer the same.
                 same = (
-                    infeasible_reason
-                    and current.state is TrialState.INFEASIBLE
-                    and current.reason == infeasible_reason
-                ) or (
-                    not infeasible_reason
-                    and final_metrics is not None
-                    and current.final_metrics == dict(final_metrics)
+                    (
+                        infeasible_reason
+                        and current.state is TrialState.INFEASIBLE
+                        and current.reason == infeasible_reason
+                    )
+                    or (
+                        not infeasible_reason
+                        and final_metrics is not None
+                        and current.final_metrics == dict(final_metrics)
+                    )
+                    or (
+                        not infeasible_reason
+                        and final_metrics is None
+                        and current.state in RESULT_STATES
+                    )
                 )
                 if same:
                     return current

@@ -92,6 +92,7 @@ def test_reports_are_idempotent_by_step(client: TuningClient) -> None:
     # complete without metrics: the last report is the result; a retried complete answers the same
     assert trial.complete().final_metrics == {"loss": 0.5}
     assert trial.complete({"loss": 0.5}).state == "completed"
+    assert trial.complete().state == "completed"
 
 
 def test_expired_lease_marks_trial_lost_and_reoffers_config(client: TuningClient) -> None:

@@ -179,8 +179,9 @@ class TuningServiceServicer:
     def ReportMeasurement(self, request, context):
         """Records an intermediate measurement and renews the lease; the answer says
         whether to stop. Idempotent by (trial, step): a retried report is not stored
-        twice. INVALID_ARGUMENT for non-finite or missing metrics; FAILED_PRECONDITION
-        when the trial is finished, lost or held by another worker.
+        twice; the same step with other values is ALREADY_EXISTS. INVALID_ARGUMENT
+        for non-finite or missing metrics; FAILED_PRECONDITION when the trial is
+        finished, lost or held by another worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,7 +197,8 @@ class TuningServiceServicer:
     def CompleteTrial(self, request, context):
         """Finishes a trial with its final metrics (or the last reported measurement),
         or as infeasible when `infeasible_reason` is set. A final objective that is
-        NaN or infinite marks the trial INFEASIBLE with that reason.
+        NaN or infinite marks the trial INFEASIBLE with that reason. Idempotent: a
+        retry by the same worker with the same request returns the finished trial.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
