@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tunewire.server.errors import StorageUnavailable
 from tunewire.server.storage.sql import Storage
+
+log = logging.getLogger(__name__)
 
 RPCS = Counter("tunewire_rpc_total", "RPCs handled, by method and status code", ["method", "code"])
 RPC_SECONDS = Histogram(
@@ -61,16 +67,31 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
 
 class TrialStateCollector(Collector):
-    """Trials per study and state, read from the database at scrape time (stateless)."""
+    """Trials per study and state, read from the database at scrape time (stateless).
 
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+    One per process, registered once; it reads every storage a server in this process was
+    started with (tests and benchmarks run several servers in one process).
+    """
 
-    def collect(self) -> Any:
+    def __init__(self) -> None:
+        # Weak: a server that is gone (a finished test) drops out of the gauge with its storage.
+        self._storages: weakref.WeakValueDictionary[str, Storage] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def add(self, storage: Storage) -> None:
+        with self._lock:
+            # Two servers on one database count its trials once.
+            self._storages.setdefault(storage.url, storage)
+
+    def collect(self) -> Iterator[Metric]:
         from tunewire.server.study import TrialState
 
-        gauge = GaugeMetricFamily(
+        trials = GaugeMetricFamily(
             "tunewire_trials", "Trials per study and state", labels=["study", "state"]
+        )
+        up = GaugeMetricFamily(
+            "tunewire_storage_up",
+            "1 if the last scrape could read the database, else 0",
         )
 
         def read(repo: Any) -> list[tuple[str, dict[TrialState, int]]]:
@@ -78,19 +99,37 @@ class TrialStateCollector(Collector):
             counts = repo.trial_counts([r.id for r in rows])
             return [(r.name, counts[r.id]) for r in rows]
 
-        for name, counts in self.storage.run(read):
-            for state in TrialState:
-                gauge.add_metric([name, state.value], counts.get(state, 0))
-        yield gauge
+        with self._lock:
+            storages = list(self._storages.values())
+        reachable = 1
+        for storage in storages:
+            try:
+                # One attempt: a scrape must answer within its timeout, not retry for long.
+                studies = storage.run(read, attempts=1)
+            except StorageUnavailable as exc:
+                log.warning("metrics: cannot read trial counts: %s", exc)
+                reachable = 0
+                continue
+            for name, counts in studies:
+                for state in TrialState:
+                    trials.add_metric([name, state.value], counts.get(state, 0))
+        up.add_metric([], reachable)
+        yield trials
+        yield up
 
 
-_started: dict[int, bool] = {}
+_COLLECTOR = TrialStateCollector()
+_started_ports: set[int] = set()
+_start_lock = threading.Lock()
 
 
 def start_metrics_server(port: int, storage: Storage) -> None:
-    """Serves /metrics over HTTP on `port` (once per process)."""
-    if _started.get(port):
-        return
-    REGISTRY.register(TrialStateCollector(storage))
-    start_http_server(port)
-    _started[port] = True
+    """Serves /metrics over HTTP on `port` (each port once per process) and adds `storage`'s
+    trials to the tunewire_trials gauge."""
+    with _start_lock:
+        if not _started_ports:
+            REGISTRY.register(_COLLECTOR)
+        _COLLECTOR.add(storage)
+        if port not in _started_ports:
+            start_http_server(port)
+            _started_ports.add(port)
