@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from queue import Empty
 from dataclasses import replace
 from types import FrameType
 
@@ -22,6 +23,7 @@ from tunewire.trainer.devices import DeviceError, parse_devices
 from tunewire.trainer.tasks import BUILTIN_TASKS, DEFAULT_TASK
 from tunewire.trainer.worker import (
     EXIT_CONFIG,
+    EXIT_FAILURES,
     KEY_METRICS,
     WorkerSettings,
     WorkerSummary,
@@ -170,12 +172,41 @@ def run_processes(
     previous = signal.signal(signal.SIGTERM, forward)
     previous_int = signal.signal(signal.SIGINT, lambda *_: None)  # children handle it
     try:
-        summaries = [queue.get() for _ in processes]
-        for proc in processes:
-            proc.join()
+        summaries = _collect(queue, processes, settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+    return summaries
+
+
+def _collect(
+    queue: mp.Queue, processes: Sequence[mp.process.BaseProcess], settings: WorkerSettings
+) -> list[WorkerSummary]:
+    """Every worker's summary; a process that died without one (killed, crashed in C code)
+    gets a summary saying so instead of blocking the CLI forever."""
+    summaries: list[WorkerSummary] = []
+    while len(summaries) < len(processes):
+        try:
+            summaries.append(queue.get(timeout=1.0))
+        except Empty:
+            if all(not p.is_alive() for p in processes):
+                try:
+                    summaries.append(queue.get(timeout=1.0))  # the last one in flight
+                except Empty:
+                    break
+    for proc in processes:
+        proc.join()
+    missing = len(processes) - len(summaries)
+    dead = [p for p in processes if p.exitcode]
+    for proc in dead[:missing]:
+        summaries.append(
+            WorkerSummary(
+                worker_id=proc.name,
+                device=settings.device,
+                exit_code=EXIT_FAILURES,
+                message=f"worker process died with exit code {proc.exitcode}",
+            )
+        )
     return summaries
 
 

@@ -134,3 +134,24 @@ def test_bad_task_and_device_give_clear_errors(sqlite_server: RunningServer) -> 
     proc = trainer(sqlite_server, "s", "--devices", "cuda:7")
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 2 and "cuda:7" in out and "Traceback" not in out
+
+
+def test_devices_list_starts_one_worker_process_each(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    client.create_study("pair", {**SPACE, "max_trials": 6})
+    proc = trainer(
+        sqlite_server,
+        "pair",
+        "--task",
+        f"{TASKS}:quadratic",
+        "--devices",
+        "cpu*2",
+        "--no-create-study",
+    )
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, out
+    trials = client.list_trials("pair", measurements=False)
+    assert len(trials) == 6 and all(t.state == "completed" for t in trials)
+    assert out.count("worker ") >= 2 and "best trial of these workers" in out
+    assert "[cpu#0]" in out and "[cpu#1]" in out

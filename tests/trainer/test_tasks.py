@@ -13,8 +13,16 @@ from tunewire.trainer.errors import TaskLoadError, TaskParameterError
 from tunewire.trainer.progress import BarProgress
 from tunewire.trainer.tasks import BUILTIN_TASKS, load_task
 
-SEED_ARTICLE_KNOBS = {"hidden_layers", "units_1", "batch_size", "lr", "optimizer",
-                      "weight_decay", "dropout", "pretrain_epochs"}
+SEED_ARTICLE_KNOBS = {
+    "hidden_layers",
+    "units_1",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "dropout",
+    "pretrain_epochs",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))

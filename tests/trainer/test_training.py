@@ -70,8 +70,9 @@ def test_autoencoder_pretraining_runs_before_fine_tuning() -> None:
     assert statuses[0].startswith("pretrain 1/2 recon ")
     assert statuses[2] == "epoch 1/6"
     # A linear model has no hidden layer to pretrain.
-    linear = BUILTIN_TASKS["digits-mlp"]({"hidden_layers": 0, "pretrain_epochs": 2,
-                                          "max_epochs": 2}, Reporter())
+    linear = BUILTIN_TASKS["digits-mlp"](
+        {"hidden_layers": 0, "pretrain_epochs": 2, "max_epochs": 2}, Reporter()
+    )
     assert linear["pretrain_epochs_run"] == 0
 
 
@@ -100,8 +101,14 @@ def test_the_reporter_rejects_non_finite_metrics() -> None:
 
 @pytest.mark.slow
 def test_mnist_cnn_trains_an_epoch() -> None:
-    params = {"conv_layers": 1, "conv_channels": 8, "hidden_layers": 0, "max_epochs": 1,
-              "batch_size": 128, "pretrain_epochs": 1}
+    params = {
+        "conv_layers": 1,
+        "conv_channels": 8,
+        "hidden_layers": 0,
+        "max_epochs": 1,
+        "batch_size": 128,
+        "pretrain_epochs": 1,
+    }
     metrics = BUILTIN_TASKS["mnist-cnn"](params, Reporter())
     assert metrics["test_accuracy"] > 0.7
     assert metrics["pretrain_epochs_run"] == 1
