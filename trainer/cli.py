@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from queue import Empty
 from dataclasses import replace
+from queue import Empty
 from types import FrameType
 
 from tunewire.trainer.devices import DeviceError, parse_devices

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+
 from tunewire.trainer.errors import TrialInfeasible
 
 Params = Mapping[str, Any]

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import yaml
+
 from tunewire.client import Trial, TunewireClientError, TuningClient
 from tunewire.trainer.devices import (
     DeviceError,

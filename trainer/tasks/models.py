@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from tunewire.trainer.errors import TaskParameterError
 from tunewire.trainer.tasks.hyperparams import NetworkConfig
 

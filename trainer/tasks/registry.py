@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import yaml
+
 from tunewire.trainer.errors import TaskLoadError, TaskParameterError
 from tunewire.trainer.reporter import Metrics, Params, Reporter, TrainFunction
 from tunewire.trainer.tasks.datasets import load_splits

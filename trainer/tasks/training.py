@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from tunewire.trainer.errors import TrialInfeasible
 from tunewire.trainer.reporter import Metrics, Reporter
 from tunewire.trainer.tasks.datasets import DataSplits
