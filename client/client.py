@@ -142,7 +142,8 @@ class TuningClient:
             self._channel = grpc.insecure_channel(target, options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = api_grpc.TuningServiceStub(self._channel)
-        self._primary_metric: dict[str, str] = {}
+        # Specs never change after creation, so one read per study is enough.
+        self._specs: dict[str, pb.StudySpec] = {}
 
     # -- plumbing -----------------------------------------------------------------------
     def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
@@ -210,10 +211,14 @@ class TuningClient:
     def resume_study(self, name: str) -> pb.Study:
         return self.call("ResumeStudy", api.ResumeStudyRequest(name=name)).study
 
+    def study_spec(self, study: str) -> pb.StudySpec:
+        """The study's spec, read once per client."""
+        if study not in self._specs:
+            self._specs[study] = self.get_study(study).spec
+        return self._specs[study]
+
     def primary_metric(self, study: str) -> str:
-        if study not in self._primary_metric:
-            self._primary_metric[study] = self.get_study(study).spec.metrics[0].name
-        return self._primary_metric[study]
+        return self.study_spec(study).metrics[0].name
 
     # -- trials ------------------------------------------------------------------------
     def suggest(self, study: str, worker_id: str | None = None, count: int = 1) -> list[Trial]:
@@ -372,7 +377,7 @@ class Trial:
         """A context manager that renews the lease in the background every `interval`
         seconds (default: a third of the study's lease timeout)."""
         if interval is None:
-            lease = self.client.get_study(self.study).spec.lease_timeout_seconds or 600.0
+            lease = self.client.study_spec(self.study).lease_timeout_seconds or 600.0
             interval = max(lease / 3.0, 0.05)
         return Heartbeat(self, interval)
 
