@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tunewire.client import TuningClient
@@ -247,3 +248,63 @@ def test_server_and_trainer_containers_finish_a_study_that_survives_restarts(
     wait_healthy(replacement)
     assert trial_table(target) == before
     assert scrape(metrics_port)[trials_key] == TRIALS
+
+
+@pytest.mark.postgres
+def test_killing_one_of_two_replicas_does_not_stop_the_study(
+    images: dict[str, str], run_id: str, pg_database: str
+) -> None:
+    """Two server containers on one PostgreSQL; trainers balance over both round-robin (the
+    compose setup, with two addresses instead of one DNS name); one replica is killed
+    mid-study and the trainers finish it on the other."""
+    ports = [free_port() for _ in range(4)]
+    replicas = [f"{run_id}-replica-{i}" for i in range(2)]
+    for i, name in enumerate(replicas):
+        docker(
+            "run", "--detach", "--name", name, "--network", "host",
+            "--env", "TUNEWIRE_HOST=127.0.0.1",
+            "--env", f"TUNEWIRE_PORT={ports[i]}",
+            "--env", f"TUNEWIRE_METRICS_PORT={ports[2 + i]}",
+            "--env", f"TUNEWIRE_STORAGE={pg_database}",
+            images["server"],
+        )  # fmt: skip
+    for name in replicas:
+        wait_healthy(name)
+    trials = 10
+    spec = STUDY_SPEC.replace(f"max_trials: {TRIALS}", f"max_trials: {trials}")
+    survivor = TuningClient(f"127.0.0.1:{ports[1]}", timeout=30, retry_timeout=60)
+    survivor.create_study(STUDY, yaml.safe_load(spec))
+    target = f"ipv4:127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    trainers = [f"{run_id}-lb-trainer-{i}" for i in range(2)]
+    for name in trainers:
+        docker(
+            "run", "--detach", "--name", name, "--network", "host", images["trainer"],
+            "--server", target, "--study", STUDY, "--task", "digits-mlp",
+            "--no-create-study", "--devices", "cpu", "--progress", "log", "--worker-id", name,
+        )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(survivor.list_trials(STUDY, ["completed"], measurements=False)) < 2:
+        assert time.monotonic() < deadline, "no trial completed"
+        time.sleep(0.5)
+    # Calls of the tuning service each replica answered (not the HEALTHCHECK's probes).
+    served = [
+        sum(
+            v
+            for (name, labels), v in scrape(port).items()
+            if name == "tunewire_rpc_total" and ("method", "Check") not in labels
+        )
+        for port in ports[2:]
+    ]
+    docker("kill", replicas[0])
+    killed_at = len(survivor.list_trials(STUDY, ["completed"], measurements=False))
+    for name in trainers:
+        code = docker("wait", name, timeout=900).strip()
+        assert code == "0", f"{name} exited {code}:\n{docker('logs', name, check=False)[-4000:]}"
+    final = survivor.list_trials(STUDY)
+    survivor.close()
+    completed = [t for t in final if t.state == "completed"]
+    print(f"replica killed after {killed_at} trials; {len(completed)} completed; RPCs {served}")
+    assert len(completed) == trials
+    assert killed_at < trials, "the study ended before the replica was killed"
+    # Round robin: each replica answered calls before one of them was killed.
+    assert all(count > 1 for count in served), served
