@@ -3,7 +3,8 @@
 # none (CI runs this): installs docker.io and debootstrap if missing, starts dockerd if no
 # engine answers (and stops it again at the end), makes the registry-free base image
 # tunewire-base:bookworm once (kept between runs), then runs the test, which builds the
-# dependency wheels (cached in .wheels/) and both image targets (cached by Docker).
+# dependency wheels (cached in .wheels/) and both image targets (cached by Docker), and
+# checks deploy/ (Kubernetes manifests against the API schemas, docker-compose.yml).
 # Needs root. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ fi
 bash deploy/docker/make_base_image.sh
 bash scripts/install.sh dev
 . .venv/bin/activate
+# The offline schema checker of deploy/k8s (Kubernetes' OpenAPI schemas ship inside it).
+python -c "import kubernetes_validate" 2>/dev/null \
+  || pip install --quiet --disable-pip-version-check kubernetes-validate
 TUNEWIRE_DOCKER_TESTS=1 python -m pytest tests/deploy -rP "$@"
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' \
   | grep -E '^tunewire-(base|server|trainer):' || true
