@@ -139,15 +139,13 @@ class ModelEncoding:
         self._index = {b.spec.name: i for i, b in enumerate(blocks)}
         self.conditional = any(b.spec.condition is not None for b in blocks)
         # Columns moved by gradient steps (floats and finely-binned numbers).
-        self.continuous_columns = [
-            b.start for b in blocks if not b.categorical and b.grid is None
-        ]
+        self.continuous_columns = [b.start for b in blocks if not b.categorical and b.grid is None]
         # Blocks moved by enumeration (categoricals, ints, discrete values).
         self.discrete_blocks = [b for b in blocks if b.categorical or b.grid is not None]
         inactive = np.full(self.dim, INACTIVE_VALUE)
         for b in blocks:
             if b.categorical:
-                inactive[b.start:b.stop] = 0.0
+                inactive[b.start : b.stop] = 0.0
         self.inactive_values = inactive
 
     def encode(self, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -158,7 +156,7 @@ class ModelEncoding:
                 continue
             value = params[b.spec.name]
             if b.categorical:
-                out[b.start:b.stop] = 0.0
+                out[b.start : b.stop] = 0.0
                 out[b.start + b.spec.choices.index(value)] = 1.0
             else:
                 out[b.start] = unit_from_value(b.spec, value)
@@ -171,7 +169,7 @@ class ModelEncoding:
             if not self.space.is_active(b.spec, params):
                 continue
             if b.categorical:
-                params[b.spec.name] = b.spec.choices[int(np.argmax(x[b.start:b.stop]))]
+                params[b.spec.name] = b.spec.choices[int(np.argmax(x[b.start : b.stop]))]
             else:
                 params[b.spec.name] = value_from_unit(b.spec, float(x[b.start]))
         return params
@@ -200,11 +198,11 @@ class ModelEncoding:
         mask = np.ones(x.shape, dtype=bool)
         if not self.conditional:
             return mask
-        for row, out in zip(x, mask):
+        for row, out in zip(x, mask, strict=True):
             params = self.decode(row)
             for b in self.blocks:
                 if b.spec.name not in params:
-                    out[b.start:b.stop] = False
+                    out[b.start : b.stop] = False
         return mask
 
     def choices(self, block: ColumnBlock, current: float | None = None) -> np.ndarray:
@@ -219,11 +217,13 @@ class ModelEncoding:
         assert block.grid is not None
         grid = block.grid
         if len(grid) <= 32 or current is None:
-            chosen = grid if len(grid) <= 32 else grid[np.linspace(0, len(grid) - 1, 32).astype(int)]
+            chosen = (
+                grid if len(grid) <= 32 else grid[np.linspace(0, len(grid) - 1, 32).astype(int)]
+            )
             return chosen[:, None]
         spread = grid[np.linspace(0, len(grid) - 1, 24).astype(int)]
         here = int(np.argmin(np.abs(grid - current)))
-        near = grid[max(0, here - 4): here + 5]
+        near = grid[max(0, here - 4) : here + 5]
         return np.unique(np.concatenate([spread, near]))[:, None]
 
 
@@ -255,7 +255,7 @@ def encode_every_parameter(encoding: ModelEncoding, u: np.ndarray) -> np.ndarray
             k = b.stop - b.start
             index = np.minimum((column * k).astype(int), k - 1)
             out[np.arange(len(u)), b.start + index] = 1.0
-        elif b.grid is None:
+        elif b.spec.kind is ParameterKind.FLOAT:
             out[:, b.start] = column
         else:
             out[:, b.start] = [unit_from_value(b.spec, value_from_unit(b.spec, c)) for c in column]

@@ -18,10 +18,8 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
-from botorch.acquisition.objective import GenericMCObjective
 from botorch.exceptions.errors import BotorchError
-from botorch.models.model import Model
+from botorch.models import SingleTaskGP
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
@@ -32,8 +30,6 @@ from tunewire.server.algorithms.base import SuggestRequest, derived_seed
 from tunewire.server.algorithms.gp_model import (
     DTYPE,
     TrainingData,
-    combine_models,
-    fit_feasibility_model,
     fit_objective_model,
     training_data,
 )
@@ -43,8 +39,9 @@ from tunewire.server.space import Params, SearchSpace
 
 logger = logging.getLogger(__name__)
 
-# Acquisition optimisation budget, chosen by benchmark (benchmarks/RESULTS.md): more raw
-# samples or restarts did not lower regret on the benchmark problems, only latency.
+# Acquisition optimisation budget. Set for latency (a suggestion in ~0.1-0.3 s on one
+# thread) and kept because the benchmark regrets meet their targets with it; larger
+# budgets were not measured to help.
 RAW_SAMPLES = 512
 # Share of the raw samples drawn around the best trials rather than from Sobol: the
 # optimum of EI is usually near the incumbent once the model is confident.
@@ -54,6 +51,8 @@ LBFGS_MAX_ITERATIONS = 60
 LOCAL_SEARCH_ROUNDS = 4
 MC_SAMPLES = 128
 EVAL_CHUNK = 512
+# Encoded-space distance (max over columns) under which two candidates count as the same.
+DUPLICATE_TOLERANCE = 3e-4
 
 # Errors that mean "the numbers went bad" (singular kernels, NaNs, failed line searches):
 # the suggestion falls back to the Sobol sequence and the event is logged.
@@ -66,8 +65,6 @@ NUMERICAL_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     ValueError,
 )
-
-Acquisition = Callable[[torch.Tensor], torch.Tensor]
 
 
 def default_initial_trials(space: SearchSpace) -> int:
@@ -134,58 +131,56 @@ def suggest_with_gp(request: SuggestRequest) -> list[Params]:
     return [encoding.decode(row) for row in encoding.with_activity(points)]
 
 
-def _fit_models(data: TrainingData) -> tuple[Model, int]:
+def _fit_models(data: TrainingData) -> tuple[SingleTaskGP, int]:
+    """The objective model; failed and infeasible trials enter it at the worst value seen.
+
+    That penalty, rather than a separate feasibility model, was chosen by benchmark
+    (benchmarks/RESULTS.md, "failed regions"): a GP regression on pass/fail labels has
+    short lengthscales at the edge of a failing region and leaves the far side uncertain,
+    where an extrapolating objective then lures the search; with the penalty the objective
+    model itself sees the failing region as bad, and both regret and failures dropped.
+    """
     x = torch.tensor(data.x, dtype=DTYPE)
     y = torch.tensor(data.y, dtype=DTYPE)
-    objective = fit_objective_model(x, y)
-    feasibility = None
     if len(data.failed_x):
-        all_x = torch.cat([x, torch.tensor(data.failed_x, dtype=DTYPE)])
-        failed = torch.cat([torch.zeros(len(x)), torch.ones(len(data.failed_x))]).to(DTYPE)
-        feasibility = fit_feasibility_model(all_x, failed)
-    return combine_models(objective, feasibility), y.shape[-1]
+        x = torch.cat([x, torch.tensor(data.failed_x, dtype=DTYPE)])
+        worst = y.min(dim=0).values.expand(len(data.failed_x), -1)
+        y = torch.cat([y, worst])
+    return fit_objective_model(x, y), y.shape[-1]
 
 
 def _acquisition_factory(
-    model: Model, data: TrainingData, n_objectives: int, seed: int
+    model: SingleTaskGP, data: TrainingData, n_objectives: int, seed: int
 ) -> Callable[[np.ndarray], AcquisitionFunction]:
-    """A function of the pending points (encoded) that builds the acquisition function."""
+    """A function of the pending points (encoded) that builds the acquisition function.
+
+    The baseline is the trials with results (not the penalised failures), so the
+    improvement is measured against configurations that actually worked.
+    """
     x = torch.tensor(data.x, dtype=DTYPE)
-    with_feasibility = model.num_outputs > n_objectives
-    constraints = [lambda z: z[..., -1]] if with_feasibility else None
 
     def build(pending: np.ndarray) -> AcquisitionFunction:
         x_pending = torch.tensor(pending, dtype=DTYPE) if len(pending) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed % 2**31)
         if n_objectives == 1:
-            objective = GenericMCObjective(lambda z, x_: z[..., 0]) if with_feasibility else None
             return qLogNoisyExpectedImprovement(
                 model,
                 X_baseline=x,
                 sampler=sampler,
-                objective=objective,
-                constraints=constraints,
                 X_pending=x_pending,
                 prune_baseline=True,
-                cache_root=not with_feasibility,
+                cache_root=True,
             )
         y = torch.tensor(data.y, dtype=DTYPE)
         ref_point = infer_reference_point(y[is_non_dominated(y)])
-        mo_objective = (
-            IdentityMCMultiOutputObjective(outcomes=list(range(n_objectives)))
-            if with_feasibility
-            else None
-        )
         return qLogNoisyExpectedHypervolumeImprovement(
             model,
             ref_point=ref_point,
             X_baseline=x,
             sampler=sampler,
-            objective=mo_objective,
-            constraints=constraints,
             X_pending=x_pending,
             prune_baseline=True,
-            cache_root=not with_feasibility,
+            cache_root=True,
         )
 
     return build
@@ -206,9 +201,10 @@ def _optimise_batch(
     chosen: list[np.ndarray] = []
     base_pending = np.array(pending).reshape(-1, encoding.dim)
     for j in range(count):
-        acq = factory(np.concatenate([base_pending, encoding.with_activity(np.array(chosen).reshape(-1, encoding.dim))]))
-        best = _optimise_one(acq, encoding, data, rng, seed + j)
-        chosen.append(best)
+        so_far = encoding.with_activity(np.array(chosen).reshape(-1, encoding.dim))
+        acq = factory(np.concatenate([base_pending, so_far]))
+        taken = np.concatenate([data.x, data.failed_x, base_pending, so_far])
+        chosen.append(_optimise_one(acq, encoding, data, taken, rng, seed + j))
     batch = np.array(chosen)
     if count > 1:
         acq = factory(base_pending)
@@ -224,7 +220,7 @@ def _score(acq: AcquisitionFunction, encoding: ModelEncoding, x: np.ndarray) -> 
     out = []
     with torch.no_grad():
         for start in range(0, b, EVAL_CHUNK):
-            chunk = torch.tensor(active[start:start + EVAL_CHUNK], dtype=DTYPE)
+            chunk = torch.tensor(active[start : start + EVAL_CHUNK], dtype=DTYPE)
             out.append(acq(chunk).detach().numpy())
     values = np.concatenate(out)
     return np.where(np.isfinite(values), values, -np.inf)
@@ -245,12 +241,14 @@ def _raw_candidates(
         scale = rng.choice([0.01, 0.05, 0.15], size=(n_local, 1))
         cols = encoding.continuous_columns
         if cols:
-            local[:, cols] = np.clip(local[:, cols] + rng.normal(size=(n_local, len(cols))) * scale, 0, 1)
+            local[:, cols] = np.clip(
+                local[:, cols] + rng.normal(size=(n_local, len(cols))) * scale, 0, 1
+            )
         for block in encoding.discrete_blocks:
             mutate = rng.random(n_local) < 1.0 / max(1, len(encoding.discrete_blocks))
             for i in np.flatnonzero(mutate):
                 options = encoding.choices(block, float(local[i, block.start]))
-                local[i, block.start:block.stop] = options[rng.integers(len(options))]
+                local[i, block.start : block.stop] = options[rng.integers(len(options))]
         candidates.append(local)
     return np.concatenate(candidates)
 
@@ -268,7 +266,7 @@ def _fill_inactive(encoding: ModelEncoding, x: np.ndarray, rng: np.random.Genera
     x = x.copy()
     for block in encoding.blocks:
         if block.categorical:
-            empty = x[:, block.start:block.stop].sum(axis=1) == 0
+            empty = x[:, block.start : block.stop].sum(axis=1) == 0
             k = block.stop - block.start
             for i in np.flatnonzero(empty):
                 x[i, block.start + rng.integers(k)] = 1.0
@@ -279,16 +277,28 @@ def _optimise_one(
     acq: AcquisitionFunction,
     encoding: ModelEncoding,
     data: TrainingData,
+    taken: np.ndarray,
     rng: np.random.Generator,
     seed: int,
 ) -> np.ndarray:
-    """The best single candidate (D,): raw scoring, then local search from the top few."""
+    """The best single candidate (D,): raw scoring, then local search from the top few.
+
+    A candidate within DUPLICATE_TOLERANCE of a tried or pending configuration is passed
+    over for the next best: with a near-noiseless model the acquisition can keep
+    preferring an incumbent on the boundary, re-measuring it to no end (seen on Branin).
+    """
     raw = _raw_candidates(encoding, data, rng, seed)
     values = _score(acq, encoding, raw[:, None, :])
     order = np.argsort(-values, kind="stable")
     starts = raw[order[:NUM_RESTARTS]][:, None, :]
     best, best_values = _local_search(acq, encoding, starts, values[order[:NUM_RESTARTS]])
-    return best[int(np.argmax(best_values))][0]
+    ranked = np.concatenate([best[np.argsort(-best_values, kind="stable")][:, 0], raw[order]])
+    if len(taken):
+        near = encoding.with_activity(ranked)[:, None, :] - taken[None, :, :]
+        fresh = np.abs(near).max(axis=-1).min(axis=1) > DUPLICATE_TOLERANCE
+        if fresh.any():
+            return ranked[int(np.argmax(fresh))]
+    return ranked[0]
 
 
 def _local_search(
@@ -362,7 +372,7 @@ def _discrete_step(
             for i in range(r):
                 options = encoding.choices(block, float(x[i, j, block.start]))
                 tried = np.repeat(x[i][None], len(options), axis=0)
-                tried[:, j, block.start:block.stop] = options
+                tried[:, j, block.start : block.stop] = options
                 trials.append(tried)
                 owners.extend([i] * len(options))
             stacked = np.concatenate(trials)

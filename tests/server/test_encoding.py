@@ -19,8 +19,13 @@ from tunewire.server.space import SearchSpace
 
 
 def _float_param(name: str, log: bool) -> dict:
-    return {"name": name, "type": "float", "min": 1e-4 if log else -3.0, "max": 10.0,
-            "scale": "log" if log else "linear"}
+    return {
+        "name": name,
+        "type": "float",
+        "min": 1e-4 if log else -3.0,
+        "max": 10.0,
+        "scale": "log" if log else "linear",
+    }
 
 
 # A fixed space with every kind, log scales, a categorical parent with a value condition,
@@ -30,15 +35,36 @@ MIXED_SPACE = SearchSpace.from_dicts(
         _float_param("lr", log=True),
         _float_param("shift", log=False),
         {"name": "layers", "type": "int", "min": 0, "max": 4},
-        {"name": "width1", "type": "int", "min": 16, "max": 512, "scale": "log",
-         "condition": {"parent": "layers", "min": 1}},
-        {"name": "width2", "type": "int", "min": 16, "max": 512, "scale": "log",
-         "condition": {"parent": "layers", "min": 2}},
+        {
+            "name": "width1",
+            "type": "int",
+            "min": 16,
+            "max": 512,
+            "scale": "log",
+            "condition": {"parent": "layers", "min": 1},
+        },
+        {
+            "name": "width2",
+            "type": "int",
+            "min": 16,
+            "max": 512,
+            "scale": "log",
+            "condition": {"parent": "layers", "min": 2},
+        },
         {"name": "optimizer", "type": "categorical", "values": ["sgd", "adam", "rmsprop"]},
-        {"name": "momentum", "type": "float", "min": 0.0, "max": 0.99,
-         "condition": {"parent": "optimizer", "values": ["sgd", "rmsprop"]}},
-        {"name": "nesterov", "type": "categorical", "values": ["yes", "no"],
-         "condition": {"parent": "optimizer", "values": ["sgd"]}},
+        {
+            "name": "momentum",
+            "type": "float",
+            "min": 0.0,
+            "max": 0.99,
+            "condition": {"parent": "optimizer", "values": ["sgd", "rmsprop"]},
+        },
+        {
+            "name": "nesterov",
+            "type": "categorical",
+            "values": ["yes", "no"],
+            "condition": {"parent": "optimizer", "values": ["sgd"]},
+        },
         {"name": "batch", "type": "discrete", "values": [16, 32, 64, 128, 256]},
         {"name": "huge", "type": "int", "min": 1, "max": 10_000_000, "scale": "log"},
     ]
@@ -55,19 +81,30 @@ def spaces(draw: st.DrawFn) -> SearchSpace:
         if kind == "float":
             log = draw(st.booleans())
             low = draw(st.floats(1e-6, 10.0)) if log else draw(st.floats(-100.0, 100.0))
-            spec = {"name": name, "type": "float", "min": low,
-                    "max": low + draw(st.floats(1e-3, 1e3)), "scale": "log" if log else "linear"}
+            spec = {
+                "name": name,
+                "type": "float",
+                "min": low,
+                "max": low + draw(st.floats(1e-3, 1e3)),
+                "scale": "log" if log else "linear",
+            }
         elif kind == "int":
             log = draw(st.booleans())
             low = draw(st.integers(1, 50)) if log else draw(st.integers(-50, 50))
-            spec = {"name": name, "type": "int", "min": low,
-                    "max": low + draw(st.integers(1, 2000)), "scale": "log" if log else "linear"}
+            spec = {
+                "name": name,
+                "type": "int",
+                "min": low,
+                "max": low + draw(st.integers(1, 2000)),
+                "scale": "log" if log else "linear",
+            }
         elif kind == "categorical":
             n = draw(st.integers(1, 5))
             spec = {"name": name, "type": "categorical", "values": [f"c{j}" for j in range(n)]}
         else:
-            values = draw(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=6, unique=True))
-            spec = {"name": name, "type": "discrete", "values": values}
+            # Distinct at the validator's tolerance (values closer than 1e-12 are one value).
+            steps = draw(st.lists(st.integers(-4000, 4000), min_size=1, max_size=6, unique=True))
+            spec = {"name": name, "type": "discrete", "values": [v / 4 for v in steps]}
         if raw and draw(st.booleans()):
             parent = draw(st.sampled_from(raw))
             if parent["type"] == "categorical":
@@ -113,7 +150,7 @@ def test_model_encoding_round_trips(space: SearchSpace, u: list[float]) -> None:
     assert space.validate(decoded) == decoded
     _assert_same(space, params, decoded)
     # Encoding is canonical: snapping an encoding changes nothing.
-    np.testing.assert_allclose(enc.canonical(x)[0], x)
+    np.testing.assert_allclose(enc.canonical(x)[0], x, atol=1e-9)
 
 
 @settings(max_examples=200, deadline=None)
@@ -127,7 +164,7 @@ def test_every_parameter_form_decodes_to_valid_configurations(
     params = enc.decode(active[0])
     assert space.validate(params) == params
     # Inactive columns sit at their fixed values, so equal configurations encode equally.
-    np.testing.assert_allclose(active[0], enc.encode(params))
+    np.testing.assert_allclose(active[0], enc.encode(params), atol=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
@@ -148,8 +185,8 @@ def test_discrete_moves_offer_only_valid_values() -> None:
     for block in enc.discrete_blocks:
         for row in enc.choices(block, 0.5):
             x = enc.inactive_values.copy()
-            x[block.start:block.stop] = row
-            assert np.allclose(enc.canonical(x)[0][block.start:block.stop], row) or (
+            x[block.start : block.stop] = row
+            assert np.allclose(enc.canonical(x)[0][block.start : block.stop], row) or (
                 block.spec.condition is not None
             )
     huge = next(b for b in enc.blocks if b.spec.name == "huge")
@@ -160,8 +197,7 @@ def test_discrete_moves_offer_only_valid_values() -> None:
 
 def test_inactive_parameters_do_not_change_the_encoding() -> None:
     enc = ModelEncoding(MIXED_SPACE)
-    base = {"lr": 0.01, "shift": 0.0, "layers": 0, "optimizer": "adam", "batch": 64.0,
-            "huge": 10}
+    base = {"lr": 0.01, "shift": 0.0, "layers": 0, "optimizer": "adam", "batch": 64.0, "huge": 10}
     a = enc.encode(base)
     full = encode_every_parameter(enc, np.random.default_rng(0).random((20, len(MIXED_SPACE))))
     full[:, :] = np.where(np.isnan(full), 0, full)
@@ -170,5 +206,5 @@ def test_inactive_parameters_do_not_change_the_encoding() -> None:
         row = row.copy()
         for name in ("lr", "shift", "layers", "optimizer", "batch", "huge"):
             block = enc.blocks[enc._index[name]]
-            row[block.start:block.stop] = a[block.start:block.stop]
+            row[block.start : block.stop] = a[block.start : block.stop]
         np.testing.assert_allclose(enc.with_activity(row[None])[0], a)

@@ -1,0 +1,282 @@
+"""The GP algorithm called directly, as the service calls it: validity, pending points,
+reproducibility, goals, multi-objective, failures, fallback, and that it beats random."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from botorch.test_functions import Branin, Hartmann
+from linear_operator.utils.errors import NotPSDError
+
+from tunewire.server.algorithms import gp_model
+from tunewire.server.algorithms.base import Observation, SuggestRequest
+from tunewire.server.algorithms.gp import GaussianProcessSearch, default_initial_trials
+from tunewire.server.algorithms.pareto import pareto_front
+from tunewire.server.algorithms.random_search import RandomSearch, SobolSearch
+from tunewire.server.encoding import decode_unit
+from tunewire.server.space import Params
+from tunewire.server.study import StudySpec, TrialState
+
+torch.set_num_threads(1)
+
+BRANIN = Branin()
+HARTMANN6 = Hartmann(dim=6)
+
+BRANIN_PARAMS = [
+    {"name": "x1", "type": "float", "min": -5, "max": 10},
+    {"name": "x2", "type": "float", "min": 0, "max": 15},
+]
+HARTMANN_PARAMS = [{"name": f"x{i}", "type": "float", "min": 0, "max": 1} for i in range(6)]
+CONDITIONAL_PARAMS = [
+    {"name": "lr", "type": "float", "min": 1e-5, "max": 1e-1, "scale": "log"},
+    {"name": "layers", "type": "int", "min": 0, "max": 3},
+    {
+        "name": "width1",
+        "type": "int",
+        "min": 16,
+        "max": 512,
+        "scale": "log",
+        "condition": {"parent": "layers", "min": 1},
+    },
+    {
+        "name": "width2",
+        "type": "int",
+        "min": 16,
+        "max": 512,
+        "scale": "log",
+        "condition": {"parent": "layers", "min": 2},
+    },
+    {"name": "optimizer", "type": "categorical", "values": ["sgd", "adam"]},
+    {
+        "name": "momentum",
+        "type": "float",
+        "min": 0.0,
+        "max": 0.99,
+        "condition": {"parent": "optimizer", "values": ["sgd"]},
+    },
+    {"name": "batch", "type": "discrete", "values": [32, 64, 128]},
+]
+
+
+def branin(p: Params) -> float:
+    return float(BRANIN(torch.tensor([[p["x1"], p["x2"]]])))
+
+
+def hartmann6(p: Params) -> float:
+    return float(HARTMANN6(torch.tensor([[p[f"x{i}"] for i in range(6)]])))
+
+
+def conditional(p: Params) -> float:
+    """A network-shaped loss: best at lr 1e-3, 2 layers of 128 and 64, adam."""
+    loss = (np.log10(p["lr"]) + 3) ** 2 + [1.0, 0.5, 0.0, 0.2][p["layers"]]
+    for i, target in ((1, 128), (2, 64)):
+        if f"width{i}" in p:
+            loss += 0.1 * (np.log2(p[f"width{i}"]) - np.log2(target)) ** 2
+    loss += 0.3 if p["optimizer"] == "sgd" else 0.0
+    return float(loss)
+
+
+def spec_of(
+    params: list[dict], seed: int = 0, goals: tuple[str, ...] = ("minimize",), initial: int = 0
+) -> StudySpec:
+    return StudySpec.from_dict(
+        {
+            "parameters": params,
+            "metrics": [{"name": f"m{i}", "goal": g} for i, g in enumerate(goals)],
+            "algorithm": "gp",
+            "seed": seed,
+            "initial_trials": initial,
+        }
+    )
+
+
+def history(spec: StudySpec, f, n: int, seed: int = 1) -> list[Observation]:
+    """n completed trials at uniform random configurations."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        p = decode_unit(spec.space, rng.random(len(spec.space)))
+        out.append(Observation(i, p, TrialState.COMPLETED, {"m0": f(p)}))
+    return out
+
+
+def request(
+    spec: StudySpec, obs: list[Observation], pending: list[Params] | None = None, count: int = 1
+) -> SuggestRequest:
+    return SuggestRequest(spec, obs, pending or [], count, len(obs) + len(pending or []))
+
+
+def minimise(spec: StudySpec, f, budget: int, algorithm) -> float:
+    """Best value after `budget` sequential suggestions of `algorithm`."""
+    obs: list[Observation] = []
+    for i in range(budget):
+        p = algorithm.suggest(request(spec, obs))[0]
+        obs.append(Observation(i, p, TrialState.COMPLETED, {"m0": f(p)}))
+    return min(o.metrics["m0"] for o in obs)
+
+
+def test_suggestions_are_valid_in_a_conditional_space() -> None:
+    spec = spec_of(CONDITIONAL_PARAMS)
+    obs = history(spec, conditional, 12)
+    out = GaussianProcessSearch().suggest(request(spec, obs, count=3))
+    assert len(out) == 3
+    for p in out:
+        assert spec.space.validate(p) == p
+    # The model learnt something: the suggestions use adam and a sensible learning rate.
+    assert any(p["optimizer"] == "adam" for p in out)
+
+
+def test_pending_points_give_distinct_suggestions() -> None:
+    spec = spec_of(BRANIN_PARAMS)
+    obs = history(spec, branin, 10)
+    gp = GaussianProcessSearch()
+    first = gp.suggest(request(spec, obs))[0]
+    second = gp.suggest(request(spec, obs, pending=[first]))[0]
+    assert second != first
+    batch = gp.suggest(request(spec, obs, count=3))
+    coords = np.array([[p["x1"], p["x2"]] for p in batch])
+    distances = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    assert distances[np.triu_indices(3, 1)].min() > 1e-3
+
+
+def test_same_seed_and_history_give_the_same_suggestion() -> None:
+    spec = spec_of(HARTMANN_PARAMS, seed=7)
+    obs = history(spec, hartmann6, 12)
+    a = GaussianProcessSearch().suggest(request(spec, obs, count=2))
+    b = GaussianProcessSearch().suggest(request(spec, obs, count=2))
+    assert a == b
+
+
+def test_maximising_a_metric_equals_minimising_its_negative() -> None:
+    obs_min = history(spec_of(BRANIN_PARAMS), branin, 10)
+    obs_max = [
+        Observation(o.trial_id, o.params, o.state, {"m0": -o.metrics["m0"]}) for o in obs_min
+    ]
+    a = GaussianProcessSearch().suggest(request(spec_of(BRANIN_PARAMS), obs_min))
+    b = GaussianProcessSearch().suggest(
+        request(spec_of(BRANIN_PARAMS, goals=("maximize",)), obs_max)
+    )
+    assert a == b
+
+
+def test_initial_design_is_sobol_and_counts_user_trials() -> None:
+    spec = spec_of(HARTMANN_PARAMS, initial=6)
+    obs = history(spec, hartmann6, 3)
+    req = request(spec, obs)
+    assert GaussianProcessSearch().suggest(req) == SobolSearch().suggest(req)
+    # Three results plus three pending (e.g. enqueued by the user) complete the design.
+    pending = [o.params for o in history(spec, hartmann6, 3, seed=9)]
+    req = request(spec, obs, pending=pending)
+    assert GaussianProcessSearch().suggest(req) != SobolSearch().suggest(req)
+    assert default_initial_trials(spec.space) == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "f", "optimum", "budget", "n_init"),
+    [
+        ("branin", BRANIN_PARAMS, branin, 0.397887, 30, 6),
+        ("hartmann6", HARTMANN_PARAMS, hartmann6, -3.32237, 25, 8),
+    ],
+)
+def test_gp_beats_random_search(name, params, f, optimum, budget, n_init) -> None:
+    gp_regrets, random_regrets = [], []
+    for seed in (0, 1):
+        spec = spec_of(params, seed=seed, initial=n_init)
+        gp_regrets.append(minimise(spec, f, budget, GaussianProcessSearch()) - optimum)
+        random_regrets.append(minimise(spec, f, budget, RandomSearch()) - optimum)
+    assert max(gp_regrets) < min(random_regrets), (name, gp_regrets, random_regrets)
+
+
+def test_multi_objective_suggestions_and_pareto_front() -> None:
+    spec = spec_of(HARTMANN_PARAMS[:2], goals=("minimize", "maximize"))
+    rng = np.random.default_rng(0)
+    obs = []
+    for i in range(12):
+        p = decode_unit(spec.space, rng.random(2))
+        obs.append(
+            Observation(
+                i,
+                p,
+                TrialState.COMPLETED,
+                {"m0": p["x0"] ** 2 + p["x1"], "m1": p["x0"] - p["x1"] ** 2},
+            )
+        )
+    out = GaussianProcessSearch().suggest(request(spec, obs, count=2))
+    assert len(out) == 2 and all(spec.space.validate(p) == p for p in out)
+    front = set(pareto_front(spec, obs))
+    values = {o.trial_id: (o.metrics["m0"], o.metrics["m1"]) for o in obs}
+    for i in values:
+        dominated = any(
+            values[j][0] <= values[i][0] and values[j][1] >= values[i][1] and values[j] != values[i]
+            for j in values
+        )
+        assert (i not in front) == dominated
+
+
+def test_pareto_front_ignores_trials_without_results() -> None:
+    spec = spec_of(HARTMANN_PARAMS[:1], goals=("minimize", "minimize"))
+    p: Params = {"x0": 0.5}
+    obs = [
+        Observation(1, p, TrialState.COMPLETED, {"m0": 1.0, "m1": 2.0}),
+        Observation(2, p, TrialState.COMPLETED, {"m0": 2.0, "m1": 1.0}),
+        Observation(3, p, TrialState.STOPPED_EARLY, {"m0": 2.0, "m1": 2.0}),
+        Observation(4, p, TrialState.FAILED, None),
+        Observation(5, p, TrialState.COMPLETED, {"m0": 0.5, "m1": float("nan")}),
+    ]
+    assert pareto_front(spec, obs) == [1, 2]
+    # One metric: trial 5's missing second metric does not matter and its 0.5 is best.
+    assert pareto_front(spec_of(HARTMANN_PARAMS[:1]), obs) == [5]
+
+
+def test_failed_region_is_avoided() -> None:
+    """Trials with x0 > 0.5 fail; the optimum of the results sits just below that edge."""
+    spec = spec_of(HARTMANN_PARAMS[:2])
+    rng = np.random.default_rng(3)
+    obs = []
+    for i in range(20):
+        p = decode_unit(spec.space, rng.random(2))
+        if p["x0"] > 0.5:
+            obs.append(Observation(i, p, TrialState.FAILED, None))
+        else:
+            obs.append(Observation(i, p, TrialState.COMPLETED, {"m0": -p["x0"] + p["x1"] ** 2}))
+    obs.append(Observation(99, {"x0": 0.3, "x1": 0.3}, TrialState.LOST, None))
+    out = GaussianProcessSearch().suggest(request(spec, obs, count=3))
+    assert sum(p["x0"] <= 0.55 for p in out) >= 2, out
+
+
+def test_numerical_failure_falls_back_to_sobol(monkeypatch, caplog) -> None:
+    spec = spec_of(BRANIN_PARAMS)
+    obs = history(spec, branin, 10)
+    req = request(spec, obs)
+
+    def broken(*_args, **_kwargs):
+        raise NotPSDError("simulated")
+
+    monkeypatch.setattr(gp_model, "map_hyperparameters", broken)
+    with caplog.at_level(logging.WARNING):
+        out = GaussianProcessSearch().suggest(req)
+    assert out == SobolSearch().suggest(req)
+    assert "falling back" in caplog.text
+
+
+def test_degenerate_histories_do_not_raise() -> None:
+    spec = spec_of(HARTMANN_PARAMS[:3])
+    flat = [
+        Observation(i, o.params, o.state, {"m0": 1.0})
+        for i, o in enumerate(history(spec, lambda p: p["x0"], 10))
+    ]
+    same_point = [
+        Observation(i, {"x0": 0.5, "x1": 0.5, "x2": 0.5}, TrialState.COMPLETED, {"m0": float(i)})
+        for i in range(10)
+    ]
+    huge = [
+        Observation(o.trial_id, o.params, o.state, {"m0": 1e300 * (o.trial_id % 2) + 1e-300})
+        for o in flat
+    ]
+    all_failed = [Observation(o.trial_id, o.params, TrialState.FAILED, None) for o in flat]
+    for obs in (flat, same_point, huge, all_failed):
+        out = GaussianProcessSearch().suggest(request(spec, obs, count=2))
+        assert len(out) == 2 and all(spec.space.validate(p) == p for p in out)
