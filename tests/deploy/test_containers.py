@@ -158,7 +158,7 @@ def run_id() -> Iterator[str]:
     yield rid
     names = docker("ps", "-aq", "--filter", f"name={rid}", check=False).split()
     if names:
-        docker("rm", "-f", *names, check=False)
+        docker("rm", "--force", "--volumes", *names, check=False)
     docker("volume", "rm", "-f", f"{rid}-data", check=False)
 
 
@@ -242,7 +242,7 @@ def test_server_and_trainer_containers_finish_a_study_that_survives_restarts(
     docker("restart", server, timeout=120)
     print(f"restarted server healthy after {wait_healthy(server):.1f} s")
     assert trial_table(target) == before
-    docker("rm", "--force", server)
+    docker("rm", "--force", "--volumes", server)
     replacement = f"{run_id}-server-2"
     start_server(images["server"], replacement, volume, port, metrics_port)
     wait_healthy(replacement)
