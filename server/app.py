@@ -51,6 +51,10 @@ class ServerSettings:
         default=4 * 1024 * 1024, metadata={"help": "largest request accepted"}
     )
     log_format: str = field(default="text", metadata={"help": "log lines: text or json"})
+    torch_threads: int = field(
+        default=0,
+        metadata={"help": "torch threads for model fitting (0 = torch's default: all cores)"},
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServerSettings:
@@ -105,6 +109,10 @@ def preload_algorithms() -> None:
 
 def build_server(settings: ServerSettings, storage: Storage) -> tuple[grpc.Server, int]:
     """A started gRPC server on settings.host:port; returns it and the bound port."""
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     preload_algorithms()
     interceptors: list[grpc.ServerInterceptor] = []
     if settings.metrics_port:

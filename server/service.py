@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
+from tunewire.server.algorithms.pareto import pareto_front
 from tunewire.server.early_stopping import PeerCurve, decide, peers_needed
 from tunewire.server.errors import (
     AlreadyExists,
@@ -92,25 +93,6 @@ def _from_page_token(token: str) -> str:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument("page_token is not one this server issued") from None
-
-
-def pareto_front(metrics: Sequence[tuple[str, Goal]], trials: Sequence[Trial]) -> list[Trial]:
-    """Trials no other trial dominates (at least as good in every metric, better in one)."""
-    points = [
-        (t, [_loss(goal, float(t.final_metrics[name])) for name, goal in metrics])
-        for t in trials
-        if t.final_metrics is not None and all(name in t.final_metrics for name, _ in metrics)
-    ]
-    front = []
-    for t, p in points:
-        dominated = any(
-            all(a <= b for a, b in zip(q, p, strict=True))
-            and any(a < b for a, b in zip(q, p, strict=True))
-            for _, q in points
-        )
-        if not dominated:
-            front.append(t)
-    return sorted(front, key=lambda t: t.id)
 
 
 class TuningService:
@@ -794,7 +776,13 @@ class TuningService:
             for t in done:
                 t.study_name = name
             if len(spec.metrics) > 1:
-                return pareto_front([(m.name, m.goal) for m in spec.metrics], done)
+                front = set(
+                    pareto_front(
+                        spec,
+                        [Observation(t.id, t.parameters, t.state, t.final_metrics) for t in done],
+                    )
+                )
+                return [t for t in done if t.id in front]
             metric = spec.primary_metric
             ranked = sorted(
                 (t for t in done if t.final_metrics and metric.name in t.final_metrics),
