@@ -5,63 +5,24 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.common import free_port, start_server_process
 from tests.conftest import SIMPLE_SPEC
 from tunewire.client import TunewireClientError, TuningClient
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(storage: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tunewire.client.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage",
-            storage,
-            "--threads",
-            "16",
-        ],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-            break
-        except grpc.RpcError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
-    channel.close()
-    return proc
+    return start_server_process(storage, port, log, threads=16)
 
 
 @pytest.fixture
