@@ -299,15 +299,13 @@ class TuningService:
                 self._renew(repo, row, spec, t, now)
             if len(held) >= count:
                 return SuggestResult(held, False)
-            if row.state == StudyState.STOPPED.value:
-                return SuggestResult(held, not held)
-            if row.state == StudyState.COMPLETED.value:
+            if row.state != StudyState.ACTIVE.value:  # stopped or completed
                 return SuggestResult(held, not held)
             want = count - len(held)
             if spec.max_trials > 0:
                 want = min(want, spec.max_trials - repo.count_budget_trials(row.id))
             if spec.max_concurrent_trials > 0:
-                active = len(repo.trials_where(row.id, states=(TrialState.ACTIVE,)))
+                active = repo.trial_counts([row.id])[row.id].get(TrialState.ACTIVE, 0)
                 want = min(want, spec.max_concurrent_trials - active)
             if want <= 0:
                 if held:
@@ -335,35 +333,28 @@ class TuningService:
                     )
                 )
             need = want - len(enqueued)
-            if need > 0:
-                for params in self._run_algorithm(repo, row, spec, need):
-                    first = repo.allocate_trial_ids(row.id, 1)
-                    repo.insert_trials(
-                        row.id,
-                        [
-                            trial_row(
-                                first,
-                                params,
-                                TrialState.ACTIVE,
-                                TrialSource.ALGORITHM,
-                                now,
-                                **started,
-                            )
-                        ],
+            suggested = self._run_algorithm(repo, row, spec, need) if need > 0 else []
+            if suggested:
+                first = repo.allocate_trial_ids(row.id, len(suggested))
+                new = [
+                    Trial(
+                        name,
+                        first + i,
+                        params,
+                        TrialState.ACTIVE,
+                        TrialSource.ALGORITHM,
+                        worker_id=worker_id,
+                        create_time=now,
+                        start_time=now,
+                        lease_expires=lease,
                     )
-                    out.append(
-                        Trial(
-                            name,
-                            first,
-                            params,
-                            TrialState.ACTIVE,
-                            TrialSource.ALGORITHM,
-                            worker_id=worker_id,
-                            create_time=now,
-                            start_time=now,
-                            lease_expires=lease,
-                        )
-                    )
+                    for i, params in enumerate(suggested)
+                ]
+                repo.insert_trials(
+                    row.id,
+                    [trial_row(t.id, t.parameters, t.state, t.source, now, **started) for t in new],
+                )
+                out.extend(new)
             if not out:
                 # The algorithm has nothing more to offer (e.g. a finished grid).
                 running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
