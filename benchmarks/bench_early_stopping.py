@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -37,6 +38,12 @@ PLOT = Path(__file__).resolve().parent / "early_stopping_curves.png"
 TUNEWIRE_POLICIES: dict[str, dict[str, Any]] = {
     "none": {"rule": "none"},
     "tunewire median": {"rule": "median", "min_completed_trials": 5, "grace_period_steps": 1},
+    "tunewire median (step values)": {
+        "rule": "median",
+        "min_completed_trials": 5,
+        "grace_period_steps": 1,
+        "use_step_values": True,
+    },
     "tunewire ASHA": {"rule": "successive_halving", "min_resource": 1, "reduction_factor": 3},
 }
 
@@ -158,7 +165,7 @@ def synthetic(seeds: int, n: int, steps: int) -> str:
                             server.target,
                             policy,
                             curves,
-                            f"{seed}-{len(example)}-{arm.replace(' ', '_')}",
+                            f"{seed}-{len(example)}-{re.sub(r'[^A-Za-z0-9]+', '_', arm)}",
                         )
                     else:
                         outcome = run_optuna(policy(), curves)

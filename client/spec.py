@@ -161,7 +161,12 @@ def spec_from_dict(raw: Mapping[str, Any]) -> pb.StudySpec:
             if key not in message.DESCRIPTOR.fields_by_name:
                 raise SpecError(f"early_stopping {rule}: unknown setting {key!r}")
             f = message.DESCRIPTOR.fields_by_name[key]
-            setattr(message, key, float(value) if f.type == f.TYPE_DOUBLE else int(value))
+            if f.type == f.TYPE_DOUBLE:
+                setattr(message, key, float(value))
+            elif f.type == f.TYPE_BOOL:
+                setattr(message, key, bool(value))
+            else:
+                setattr(message, key, int(value))
         message.SetInParent()
     return spec
 

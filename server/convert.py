@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -200,6 +201,15 @@ def _parameter_to_pb(p: ParameterSpec) -> pb.ParameterSpec:
     return out
 
 
+def _setting_value(field: Any, value: float) -> bool | int | float:
+    """A policy setting in the type of its protobuf field."""
+    if field.type == field.TYPE_DOUBLE:
+        return float(value)
+    if field.type == field.TYPE_BOOL:
+        return bool(value)
+    return int(value)
+
+
 def spec_to_pb(spec: StudySpec) -> pb.StudySpec:
     out = pb.StudySpec(
         parameters=[_parameter_to_pb(p) for p in spec.space.parameters],
@@ -218,7 +228,7 @@ def spec_to_pb(spec: StudySpec) -> pb.StudySpec:
         message = getattr(out.early_stopping, policy.rule)
         for key, value in policy.settings.items():
             field = message.DESCRIPTOR.fields_by_name[key]
-            setattr(message, key, int(value) if field.type != field.TYPE_DOUBLE else float(value))
+            setattr(message, key, _setting_value(field, value))
         message.SetInParent()
     return out
 

@@ -21,11 +21,12 @@ Curve = Sequence[tuple[int, float]]
 # Each rule's settings and defaults; validate_policy rejects anything else.
 RULE_DEFAULTS: dict[str, dict[str, float]] = {
     "none": {},
-    "median": {"min_completed_trials": 5, "grace_period_steps": 1},
+    "median": {"min_completed_trials": 5, "grace_period_steps": 1, "use_step_values": 0},
     "successive_halving": {"min_resource": 1, "reduction_factor": 3.0, "max_resource": 0},
     "patience": {"patience_steps": 5, "min_delta": 0.0},
     "threshold": {"bound": math.nan, "after_step": 0},
 }
+BOOLEAN_SETTINGS = {"use_step_values"}
 INTEGER_SETTINGS = {
     "min_completed_trials",
     "grace_period_steps",
@@ -60,6 +61,10 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
             value = float(raw)
         except (TypeError, ValueError):
             raise InvalidArgument(f"early stopping: {key} must be a number, got {raw!r}") from None
+        if key in BOOLEAN_SETTINGS:
+            if value not in (0.0, 1.0):
+                raise InvalidArgument(f"early stopping: {key} must be true or false")
+            value = int(value)
         if key in INTEGER_SETTINGS:
             if not math.isfinite(value) or value != int(value) or value < 0:
                 raise InvalidArgument(f"early stopping: {key} must be a whole number >= 0")
@@ -87,7 +92,8 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
 
 @dataclass(frozen=True)
 class PeerCurve:
-    """Another trial of the study: its curve and whether it has finished with a result."""
+    """Another trial of the study: its curve and whether it trained to the end
+    (COMPLETED; early-stopped trials are not completed peers)."""
 
     trial_id: int
     curve: Curve
@@ -142,7 +148,13 @@ def decide(
     step, value = curve[-1]
     others = [p for p in peers if p.trial_id != trial_id]
     if policy.rule == "median":
-        return _median(int(s["min_completed_trials"]), int(s["grace_period_steps"]), curve, others)
+        return _median(
+            int(s["min_completed_trials"]),
+            int(s["grace_period_steps"]),
+            bool(s["use_step_values"]),
+            curve,
+            others,
+        )
     if policy.rule == "successive_halving":
         return _successive_halving(
             int(s["min_resource"]),
@@ -163,7 +175,11 @@ def decide(
 
 
 def _median(
-    min_completed: int, grace: int, curve: Curve, peers: Sequence[PeerCurve]
+    min_completed: int,
+    grace: int,
+    use_step_values: bool,
+    curve: Curve,
+    peers: Sequence[PeerCurve],
 ) -> StopDecision | None:
     step = curve[-1][0]
     if step < grace:
@@ -174,7 +190,8 @@ def _median(
             continue
         upto = [v for st, v in peer.curve if st <= step]
         if upto:
-            averages.append(sum(upto) / len(upto))
+            # The peer's value at the step (its latest report up to it), or its running average.
+            averages.append(upto[-1] if use_step_values else sum(upto) / len(upto))
     if len(averages) < min_completed:
         return None
     median = statistics.median(averages)
@@ -184,7 +201,8 @@ def _median(
             step,
             "median",
             f"best value {best:.6g} by step {step} is worse than the median {median:.6g} of "
-            f"{len(averages)} completed trials' running averages",
+            f"{len(averages)} completed trials' "
+            + ("values at the step" if use_step_values else "running averages"),
         )
     return None
 

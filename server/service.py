@@ -221,7 +221,9 @@ class TuningService:
                 created = existing is not None
                 if existing is None:  # created concurrently by another call
                     existing = self._study_row(repo, name)
-            if existing.spec_json != spec_json:
+            # Compared in today's canonical form, so that settings added with defaults
+            # since the study was stored do not make an identical spec look different.
+            if self._spec(existing).to_json() != spec_json:
                 raise AlreadyExists(
                     f"study {name!r} exists with a different spec; pick another name or delete it"
                 )
@@ -467,7 +469,9 @@ class TuningService:
         peers: list[PeerCurve] = []
         query = peers_needed(policy, curve)
         if query is not None:
-            finished = {t.id for t in repo.trials_where(row.id, states=RESULT_STATES)}
+            # Only trials that trained to the end count as completed peers: a stopped
+            # trial's truncated curve would drag the median towards the bad trials.
+            finished = {t.id for t in repo.trials_where(row.id, states=(TrialState.COMPLETED,))}
             ids = sorted(finished - {trial_id}) if query.completed_only else None
             by_trial = repo.measurements_of(row.id, ids, max_step=query.max_step)
             peers = [

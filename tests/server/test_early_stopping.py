@@ -42,6 +42,20 @@ def test_median_rule_stops_at_exact_step() -> None:
     assert first_stop(policy, [5.0], peers) is None
 
 
+def test_median_rule_on_step_values_stops_sooner() -> None:
+    """Optuna's variant: the peers' values at the step, not their running averages."""
+    peers = [done(1, [2.0, 0.5, 0.4]), done(2, [2.0, 0.6, 0.5]), done(3, [2.0, 0.7, 0.6])]
+    curve = [2.0, 0.8, 0.7]
+    averaged = EarlyStoppingPolicy("median", {"min_completed_trials": 3, "grace_period_steps": 1})
+    # running averages at step 1: 1.25, 1.3, 1.35 -> median 1.3 > 0.8: continue
+    assert first_stop(averaged, curve, peers) is None
+    at_step = EarlyStoppingPolicy(
+        "median", {"min_completed_trials": 3, "grace_period_steps": 1, "use_step_values": 1}
+    )
+    # values at step 1: 0.5, 0.6, 0.7 -> median 0.6 < 0.8: stop at step 1
+    assert first_stop(at_step, curve, peers) == 1
+
+
 def test_median_rule_waits_for_enough_completed_trials() -> None:
     peers = [done(1, [0.1, 0.1]), PeerCurve(2, [(0, 0.1), (1, 0.1)], completed=False)]
     policy = EarlyStoppingPolicy("median", {"min_completed_trials": 2, "grace_period_steps": 0})
@@ -93,6 +107,7 @@ def test_threshold_rule() -> None:
         ("patience", {"min_delta": -0.1}, "min_delta"),
         ("threshold", {"after_step": 1}, "give a finite bound"),
         ("median", {"patience_steps": 3}, "has no settings ['patience_steps']"),
+        ("median", {"use_step_values": 2}, "use_step_values must be true or false"),
         ("hyperband", {}, "unknown early-stopping rule 'hyperband'"),
     ],
 )

@@ -148,12 +148,14 @@ class MetricSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., goal: _Optional[_Union[Goal, str]] = ...) -> None: ...
 
 class MedianStoppingRule(_message.Message):
-    __slots__ = ("min_completed_trials", "grace_period_steps")
+    __slots__ = ("min_completed_trials", "grace_period_steps", "use_step_values")
     MIN_COMPLETED_TRIALS_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_STEPS_FIELD_NUMBER: _ClassVar[int]
+    USE_STEP_VALUES_FIELD_NUMBER: _ClassVar[int]
     min_completed_trials: int
     grace_period_steps: int
-    def __init__(self, min_completed_trials: _Optional[int] = ..., grace_period_steps: _Optional[int] = ...) -> None: ...
+    use_step_values: bool
+    def __init__(self, min_completed_trials: _Optional[int] = ..., grace_period_steps: _Optional[int] = ..., use_step_values: _Optional[bool] = ...) -> None: ...
 
 class SuccessiveHalving(_message.Message):
     __slots__ = ("min_resource", "reduction_factor", "max_resource")
