@@ -153,6 +153,15 @@ class TuningService:
         for i, t in enumerate(retries):
             log.info("study %s: trial %d lost, re-offered as trial %d", row.name, t.id, first + i)
 
+    def _touch_study(self, repo: Repository, name: str) -> tuple[StudyRow, StudySpec, float]:
+        """The study, its spec and the time, after marking its expired leases lost: every
+        call that touches a study does this first (no background thread needed)."""
+        row = self._study_row(repo, name)
+        spec = self._spec(row)
+        now = self.clock()
+        self._expire_leases(repo, row, spec, now)
+        return row, spec, now
+
     def _load_trial(
         self, repo: Repository, row: StudyRow, trial_id: int, *, for_update: bool
     ) -> Trial:
@@ -233,8 +242,7 @@ class TuningService:
 
     def get_study(self, name: str) -> Study:
         def op(repo: Repository) -> Study:
-            row = self._study_row(repo, name)
-            self._expire_leases(repo, row, self._spec(row), self.clock())
+            row, _, _ = self._touch_study(repo, name)
             return self._study(repo, row)
 
         return self.storage.run(op)
@@ -411,16 +419,13 @@ class TuningService:
             )
 
         def op(repo: Repository) -> tuple[StopDecision | None, Trial]:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
+            row, spec, now = self._touch_study(repo, name)
             objective_names = {m.name for m in spec.metrics}
             if not objective_names & set(measurement.metrics):
                 raise InvalidArgument(
                     f"the measurement has none of the study's metrics {sorted(objective_names)}; "
                     f"got {sorted(measurement.metrics)}"
                 )
-            now = self.clock()
-            self._expire_leases(repo, row, spec, now)
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "report on")
             self._renew(repo, row, spec, trial, now)
             if not repo.insert_measurement(row.id, trial_id, replace(measurement, time=now)):
@@ -483,10 +488,7 @@ class TuningService:
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
         def op(repo: Repository) -> tuple[bool, Trial]:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
-            now = self.clock()
-            self._expire_leases(repo, row, spec, now)
+            row, spec, now = self._touch_study(repo, name)
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "heartbeat")
             self._renew(repo, row, spec, trial, now)
             return trial.stop_decision is not None, trial
@@ -509,10 +511,7 @@ class TuningService:
             _check_metrics(final_metrics, what="final measurement")
 
         def op(repo: Repository) -> Trial:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
-            now = self.clock()
-            self._expire_leases(repo, row, spec, now)
+            row, spec, now = self._touch_study(repo, name)
             _check_worker(worker_id)
             current = self._load_trial(repo, row, trial_id, for_update=True)
             if current.state in FINISHED_STATES and current.worker_id == worker_id:
@@ -606,10 +605,7 @@ class TuningService:
             raise InvalidArgument(f"reason is longer than {MAX_REASON_LENGTH} characters")
 
         def op(repo: Repository) -> Trial:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
-            now = self.clock()
-            self._expire_leases(repo, row, spec, now)
+            row, spec, now = self._touch_study(repo, name)
             _check_worker(worker_id)
             current = self._load_trial(repo, row, trial_id, for_update=True)
             if current.state is TrialState.FAILED and current.worker_id == worker_id:
@@ -632,10 +628,7 @@ class TuningService:
 
     def release_trial(self, name: str, trial_id: int, worker_id: str) -> Trial:
         def op(repo: Repository) -> Trial:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
-            now = self.clock()
-            self._expire_leases(repo, row, spec, now)
+            row, spec, now = self._touch_study(repo, name)
             trial = self._owned_active_trial(repo, row, trial_id, worker_id, "release")
             # The next worker starts the trial afresh: its old reports would clash with the
             # new ones step by step, so they go.
@@ -719,8 +712,7 @@ class TuningService:
 
     def get_trial(self, name: str, trial_id: int) -> Trial:
         def op(repo: Repository) -> Trial:
-            row = self._study_row(repo, name)
-            self._expire_leases(repo, row, self._spec(row), self.clock())
+            row, _, _ = self._touch_study(repo, name)
             trial = self._load_trial(repo, row, trial_id, for_update=False)
             trial.measurements = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
             return trial
@@ -745,8 +737,7 @@ class TuningService:
             raise InvalidArgument("page_token is not one this server issued") from None
 
         def op(repo: Repository) -> tuple[list[Trial], str]:
-            row = self._study_row(repo, name)
-            self._expire_leases(repo, row, self._spec(row), self.clock())
+            row, _, _ = self._touch_study(repo, name)
             found = repo.trials_where(row.id, states=states, after_id=after, limit=size + 1)
             more = len(found) > size
             found = found[:size]
