@@ -22,13 +22,9 @@ ARG PIP_INDEX_OPTIONS=--no-index
 
 # ---------------------------------------------------------------- server
 FROM ${BASE_IMAGE} AS server-base
-# CUDA and other bare images have no Python: install the distribution's, without caches.
-RUN command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 || { \
-      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*; } \
- && useradd --uid 10001 --user-group --create-home --home-dir /home/tunewire \
-      --shell /usr/sbin/nologin tunewire \
- && mkdir -p /data && chown tunewire:tunewire /data
+# CUDA and other bare images have no Python: prepare_base.sh installs the distribution's.
+COPY deploy/docker/prepare_base.sh /tmp/
+RUN sh /tmp/prepare_base.sh && rm /tmp/prepare_base.sh
 ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/tunewire/bin:/opt/venv/bin:$PATH
 
@@ -36,11 +32,8 @@ FROM server-base AS server-deps
 ARG WHEELS
 ARG PIP_INDEX_OPTIONS
 COPY ${WHEELS}/ /wheels/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_OPTIONS \
-      --find-links /wheels -r /wheels/requirements.txt -c /wheels/constraints.txt \
- && /opt/venv/bin/pip check \
- && echo /opt/tunewire > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tunewire.pth"
+COPY deploy/docker/install_deps.sh /tmp/
+RUN sh /tmp/install_deps.sh "$PIP_INDEX_OPTIONS"
 
 # tunewire itself, from source: only this stage and one small layer change with the code.
 FROM server-deps AS server-build
@@ -81,12 +74,8 @@ ENTRYPOINT ["tunewire", "serve"]
 # must match that base's Python and carry the torch build wanted there (CUDA for GPUs).
 # With the same base and WHEELS as the server, every layer below is the server's, cached.
 FROM ${TRAINER_BASE_IMAGE} AS trainer-base
-RUN command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 || { \
-      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*; } \
- && useradd --uid 10001 --user-group --create-home --home-dir /home/tunewire \
-      --shell /usr/sbin/nologin tunewire \
- && mkdir -p /data && chown tunewire:tunewire /data
+COPY deploy/docker/prepare_base.sh /tmp/
+RUN sh /tmp/prepare_base.sh && rm /tmp/prepare_base.sh
 ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/tunewire/bin:/opt/venv/bin:$PATH
 
@@ -94,11 +83,8 @@ FROM trainer-base AS trainer-deps
 ARG WHEELS
 ARG PIP_INDEX_OPTIONS
 COPY ${WHEELS}/ /wheels/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_OPTIONS \
-      --find-links /wheels -r /wheels/requirements.txt -c /wheels/constraints.txt \
- && /opt/venv/bin/pip check \
- && echo /opt/tunewire > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tunewire.pth"
+COPY deploy/docker/install_deps.sh /tmp/
+RUN sh /tmp/install_deps.sh "$PIP_INDEX_OPTIONS"
 
 FROM trainer-deps AS trainer-build
 COPY pyproject.toml README.md /src/
