@@ -252,6 +252,13 @@ def metrics_from_pb(m: pb.Measurement) -> dict[str, float]:
     return dict(m.metrics)
 
 
+def final_metrics_from(request: Any) -> dict[str, float] | None:
+    """The final metrics of a CompleteTrial or AddTrial request; None when not given."""
+    if not request.HasField("final_measurement"):
+        return None
+    return metrics_from_pb(request.final_measurement)
+
+
 def measurement_to_pb(m: Measurement) -> pb.Measurement:
     return pb.Measurement(
         step=m.step,

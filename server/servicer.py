@@ -141,11 +141,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     def CompleteTrial(
         self, request: api.CompleteTrialRequest, context: grpc.ServicerContext
     ) -> api.CompleteTrialResponse:
-        final = (
-            convert.metrics_from_pb(request.final_measurement)
-            if request.HasField("final_measurement")
-            else None
-        )
+        final = convert.final_metrics_from(request)
         trial = self.service.complete_trial(
             request.study_name,
             request.trial_id,
@@ -175,11 +171,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     def AddTrial(
         self, request: api.AddTrialRequest, context: grpc.ServicerContext
     ) -> api.AddTrialResponse:
-        final = (
-            convert.metrics_from_pb(request.final_measurement)
-            if request.HasField("final_measurement")
-            else None
-        )
+        final = convert.final_metrics_from(request)
         trial = self.service.add_trial(
             request.study_name, convert.params_from_pb(request.parameters), final
         )

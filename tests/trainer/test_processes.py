@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,15 +44,6 @@ def trainer(
         text=True,
         env={**os.environ, **(env or {})},
     )
-
-
-@pytest.fixture
-def client(sqlite_server: RunningServer) -> Iterator[TuningClient]:
-    c = TuningClient(sqlite_server.target, timeout=30, retry_timeout=5)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from tunewire.trainer.worker import (
 from .user_tasks import SPACE
 
 TASKS = Path(__file__).with_name("user_tasks.py")
-
-
-@pytest.fixture
-def client(sqlite_server: RunningServer) -> Iterator[TuningClient]:
-    c = TuningClient(sqlite_server.target, timeout=30, retry_timeout=5)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def settings(server: RunningServer, study: str, task: str, **kw: Any) -> WorkerSettings:
