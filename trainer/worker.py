@@ -360,6 +360,7 @@ class Worker:
             progress=progress,
         )
         log.info("trial %d started: %s", trial.id, format_params(params))
+        out_of_memory = False
         try:
             with trial.heartbeat():
                 result = task(params, reporter)
@@ -384,7 +385,7 @@ class Worker:
             outcome.state, outcome.reason = "infeasible", str(exc)
             trial.infeasible(outcome.reason)
         except torch.cuda.OutOfMemoryError as exc:
-            release_cuda_memory()
+            out_of_memory = True
             outcome.state = "infeasible"
             outcome.reason = f"CUDA out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"
             trial.infeasible(outcome.reason)
@@ -404,6 +405,11 @@ class Worker:
             outcome.reason = f"{type(exc).__name__}: {exc}"
             log.error("trial %d failed:\n%s", trial.id, traceback.format_exc().rstrip())
             trial.fail(outcome.reason[:4000])
+        if out_of_memory:
+            # Only here, outside the except clause: until then the exception's traceback
+            # keeps the task's frames, and so its tensors, alive and the cache cannot be
+            # emptied (PyTorch FAQ, "My out of memory exception handler can't allocate memory").
+            release_cuda_memory()
         outcome.seconds = time.perf_counter() - started
         self._close(progress)
         if outcome.metrics is not None:
