@@ -72,14 +72,16 @@ def make_optimizer(params: Iterator[nn.Parameter], config: NetworkConfig) -> tor
 class _Precision:
     """Autocast and gradient scaling when mixed precision runs (CUDA and --amp only).
 
-    bfloat16 needs no loss scaling; float16 (older GPUs) does.
+    bfloat16 needs no loss scaling; float16 (older GPUs) does. Only native bfloat16 counts:
+    `is_bf16_supported()` alone also says yes on GPUs that only emulate it (V100, T4): no
+    bfloat16 tensor cores there, so no speed-up, while float16 has them.
     """
 
     def __init__(self, reporter: Reporter) -> None:
         self.enabled = reporter.use_amp
         self.device_type = reporter.device.type
         self.dtype = torch.float16
-        if self.enabled and torch.cuda.is_bf16_supported():
+        if self.enabled and torch.cuda.is_bf16_supported(including_emulation=False):
             self.dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.enabled and self.dtype is torch.float16
