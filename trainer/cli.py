@@ -172,7 +172,7 @@ def run_processes(
     previous = signal.signal(signal.SIGTERM, forward)
     previous_int = signal.signal(signal.SIGINT, lambda *_: None)  # children handle it
     try:
-        summaries = _collect(queue, processes, settings)
+        summaries = _collect(queue, processes, devices)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -180,7 +180,7 @@ def run_processes(
 
 
 def _collect(
-    queue: mp.Queue, processes: Sequence[mp.process.BaseProcess], settings: WorkerSettings
+    queue: mp.Queue, processes: Sequence[mp.process.BaseProcess], devices: Sequence[str]
 ) -> list[WorkerSummary]:
     """Every worker's summary; a process that died without one (killed, crashed in C code)
     gets a summary saying so instead of blocking the CLI forever."""
@@ -197,12 +197,12 @@ def _collect(
     for proc in processes:
         proc.join()
     missing = len(processes) - len(summaries)
-    dead = [p for p in processes if p.exitcode]
-    for proc in dead[:missing]:
+    dead = [(p, device) for p, device in zip(processes, devices, strict=True) if p.exitcode]
+    for proc, device in dead[:missing]:
         summaries.append(
             WorkerSummary(
                 worker_id=proc.name,
-                device=settings.device,
+                device=device,
                 exit_code=EXIT_FAILURES,
                 message=f"worker process died with exit code {proc.exitcode}",
             )
