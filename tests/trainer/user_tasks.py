@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,40 @@ def out_of_memory(params: Mapping[str, Any], reporter: Reporter) -> dict[str, fl
     if params["x"] > 0:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     return quadratic(params, reporter)
+
+
+# Weak references to the batches `out_of_memory_mid_epoch` held when it ran out of memory:
+# a test checks that they are gone when the worker empties the CUDA cache.
+OOM_BATCHES: list[weakref.ref[torch.Tensor]] = []
+
+
+def out_of_memory_mid_epoch(params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
+    """One epoch trains; in the second, a batch does not fit (for x > 0) while the task still
+    holds tensors, as a real training step would."""
+    loss = (params["x"] - 1.0) ** 2
+    reporter.report(1, {"loss": loss + 1.0})
+    batch = torch.zeros(64, 64)
+    if params["x"] > 0:
+        OOM_BATCHES.append(weakref.ref(batch))
+        raise torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+            "15.77 GiB of which 1.02 GiB is free.\nSee PYTORCH_CUDA_ALLOC_CONF"
+        )
+    reporter.report(2, {"loss": loss + 0.5})
+    return {"loss": loss + 0.5}
+
+
+def gpu_probe(params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
+    """Reports where the worker runs it: the reporter's device, the CUDA device current in
+    this process, whether mixed precision applies, and the process id."""
+    cuda = reporter.device.type == "cuda"
+    return {
+        **quadratic(params, reporter),
+        "device_index": float(reporter.device.index if cuda else -1),
+        "current_device": float(torch.cuda.current_device() if cuda else -1),
+        "use_amp": float(reporter.use_amp),
+        "pid": float(os.getpid()),
+    }
 
 
 def diverges(params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
