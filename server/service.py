@@ -162,21 +162,34 @@ class TuningService:
         self._expire_leases(repo, row, spec, now)
         return row, spec, now
 
-    def _load_trial(
-        self, repo: Repository, row: StudyRow, trial_id: int, *, for_update: bool
-    ) -> Trial:
-        trial = repo.get_trial(row.id, trial_id, for_update=for_update)
+    def _touch_trial(
+        self, repo: Repository, name: str, trial_id: int, *, for_update: bool
+    ) -> tuple[StudyRow, StudySpec, Trial | None, float]:
+        """`_touch_study` plus the trial (None when the study has no such trial), in one
+        query when no lease of the study has expired: the common case of reports and
+        heartbeats, which every worker sends many times per trial."""
+        now = self.clock()
+        found = repo.find_study_trial(name, trial_id, now, for_update=for_update)
+        if found is not None and not found[2]:
+            row, trial, _ = found
+            return row, self._spec(row), trial, now
+        # Leases to expire first, or no such study or trial: the general path.
+        row, spec, now = self._touch_study(repo, name)
+        return row, spec, repo.get_trial(row.id, trial_id, for_update=for_update), now
+
+    @staticmethod
+    def _found(row: StudyRow, trial: Trial | None, trial_id: int) -> Trial:
         if trial is None:
             raise NotFound(f"trial {trial_id} not found in study {row.name!r}")
         trial.study_name = row.name
         return trial
 
     def _owned_active_trial(
-        self, repo: Repository, row: StudyRow, trial_id: int, worker_id: str, action: str
+        self, row: StudyRow, trial: Trial | None, trial_id: int, worker_id: str, action: str
     ) -> Trial:
-        """The ACTIVE trial held by worker_id, locked for update; else a precise error."""
+        """The trial when it is ACTIVE and held by worker_id; else a precise error."""
         _check_worker(worker_id)
-        trial = self._load_trial(repo, row, trial_id, for_update=True)
+        trial = self._found(row, trial, trial_id)
         if trial.state is TrialState.ACTIVE:
             if trial.worker_id != worker_id:
                 raise FailedPrecondition(
@@ -419,14 +432,14 @@ class TuningService:
             )
 
         def op(repo: Repository) -> tuple[StopDecision | None, Trial]:
-            row, spec, now = self._touch_study(repo, name)
+            row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
             objective_names = {m.name for m in spec.metrics}
             if not objective_names & set(measurement.metrics):
                 raise InvalidArgument(
                     f"the measurement has none of the study's metrics {sorted(objective_names)}; "
                     f"got {sorted(measurement.metrics)}"
                 )
-            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "report on")
+            trial = self._owned_active_trial(row, found, trial_id, worker_id, "report on")
             self._renew(repo, row, spec, trial, now)
             if not repo.insert_measurement(row.id, trial_id, replace(measurement, time=now)):
                 existing = repo.get_measurement(row.id, trial_id, measurement.step)
@@ -488,8 +501,8 @@ class TuningService:
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
         def op(repo: Repository) -> tuple[bool, Trial]:
-            row, spec, now = self._touch_study(repo, name)
-            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "heartbeat")
+            row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
+            trial = self._owned_active_trial(row, found, trial_id, worker_id, "heartbeat")
             self._renew(repo, row, spec, trial, now)
             return trial.stop_decision is not None, trial
 
@@ -511,9 +524,9 @@ class TuningService:
             _check_metrics(final_metrics, what="final measurement")
 
         def op(repo: Repository) -> Trial:
-            row, spec, now = self._touch_study(repo, name)
+            row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
             _check_worker(worker_id)
-            current = self._load_trial(repo, row, trial_id, for_update=True)
+            current = self._found(row, found, trial_id)
             if current.state in FINISHED_STATES and current.worker_id == worker_id:
                 # A retried CompleteTrial whose first attempt committed: answer the same.
                 same = (
@@ -535,7 +548,7 @@ class TuningService:
                 )
                 if same:
                     return current
-            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "complete")
+            trial = self._owned_active_trial(row, current, trial_id, worker_id, "complete")
             state, metrics, reason = self._final_outcome(
                 repo, row, spec, trial, final_metrics, infeasible_reason
             )
@@ -605,12 +618,12 @@ class TuningService:
             raise InvalidArgument(f"reason is longer than {MAX_REASON_LENGTH} characters")
 
         def op(repo: Repository) -> Trial:
-            row, spec, now = self._touch_study(repo, name)
+            row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
             _check_worker(worker_id)
-            current = self._load_trial(repo, row, trial_id, for_update=True)
+            current = self._found(row, found, trial_id)
             if current.state is TrialState.FAILED and current.worker_id == worker_id:
                 return current
-            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "fail")
+            trial = self._owned_active_trial(row, current, trial_id, worker_id, "fail")
             reason_text = reason or "failed (no reason given)"
             repo.update_trial(
                 row.id,
@@ -628,8 +641,8 @@ class TuningService:
 
     def release_trial(self, name: str, trial_id: int, worker_id: str) -> Trial:
         def op(repo: Repository) -> Trial:
-            row, spec, now = self._touch_study(repo, name)
-            trial = self._owned_active_trial(repo, row, trial_id, worker_id, "release")
+            row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
+            trial = self._owned_active_trial(row, found, trial_id, worker_id, "release")
             # The next worker starts the trial afresh: its old reports would clash with the
             # new ones step by step, so they go.
             repo.delete_measurements(row.id, trial_id)
@@ -712,8 +725,8 @@ class TuningService:
 
     def get_trial(self, name: str, trial_id: int) -> Trial:
         def op(repo: Repository) -> Trial:
-            row, _, _ = self._touch_study(repo, name)
-            trial = self._load_trial(repo, row, trial_id, for_update=False)
+            row, _, found, _ = self._touch_trial(repo, name, trial_id, for_update=False)
+            trial = self._found(row, found, trial_id)
             trial.measurements = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
             return trial
 
