@@ -1,7 +1,9 @@
 """The default algorithm: Bayesian optimisation with BoTorch Gaussian processes.
 
 A pure function of (spec, history, pending, seed): scrambled Sobol points until the study
-has enough trials, then a GP fit (gp_model.py) and qLogNoisyExpectedImprovement — or
+has enough trials, then a GP fit (gp_model.py) and log expected improvement — analytic
+for one candidate, Monte-Carlo qLogEI jointly with the running trials, BoTorch's
+qLogNoisyExpectedImprovement for a batch asked at once, and
 qLogNoisyExpectedHypervolumeImprovement for several metrics — maximised over the mixed
 search space by alternating gradient steps on continuous columns with exhaustive moves
 on integer, discrete and categorical ones, so that every scored candidate is a valid
@@ -16,13 +18,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
-from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.analytic import _log_ei_helper
+from botorch.acquisition.logei import TAU_MAX, TAU_RELU, qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.exceptions.errors import BotorchError
 from botorch.models import SingleTaskGP
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
+from botorch.utils.safe_math import fatmax, log_fatplus, logmeanexp
 from linear_operator.utils.errors import NanError, NotPSDError
 from scipy.optimize import minimize
 
@@ -31,6 +35,7 @@ from tunewire.server.algorithms.gp_model import (
     DTYPE,
     TrainingData,
     fit_objective_model,
+    kernel_matrix,
     training_data,
 )
 from tunewire.server.algorithms.random_search import SobolSearch, sobol_points
@@ -151,16 +156,24 @@ def _fit_models(data: TrainingData) -> tuple[SingleTaskGP, int]:
 
 def _acquisition_factory(
     model: SingleTaskGP, data: TrainingData, n_objectives: int, seed: int
-) -> Callable[[np.ndarray], AcquisitionFunction]:
-    """A function of the pending points (encoded) that builds the acquisition function.
+) -> Callable[[np.ndarray, int], AcquisitionFunction]:
+    """A function of the pending points (encoded) and the batch size q that builds the
+    acquisition function.
 
     The baseline is the trials with results (not the penalised failures), so the
-    improvement is measured against configurations that actually worked.
+    improvement is measured against configurations that actually worked. One objective
+    and one candidate at a time (every suggestion but the joint refinement of a batch)
+    take the fast path, `FastLogExpectedImprovement`: it replaced qLogNoisyEI there and
+    cut a suggestion's latency about threefold with no loss of regret
+    (benchmarks/RESULTS.md, "GP design choices").
     """
     x = torch.tensor(data.x, dtype=DTYPE)
 
-    def build(pending: np.ndarray) -> AcquisitionFunction:
-        x_pending = torch.tensor(pending, dtype=DTYPE) if len(pending) else None
+    def build(pending: np.ndarray, q: int) -> AcquisitionFunction:
+        pending_t = torch.tensor(pending, dtype=DTYPE).reshape(-1, x.shape[-1])
+        if n_objectives == 1 and q == 1:
+            return FastLogExpectedImprovement(model, x, pending_t, seed % 2**31)
+        x_pending = pending_t if len(pending_t) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed % 2**31)
         if n_objectives == 1:
             return qLogNoisyExpectedImprovement(
@@ -186,8 +199,80 @@ def _acquisition_factory(
     return build
 
 
+class FastLogExpectedImprovement(AcquisitionFunction):
+    """Log expected improvement of one candidate, jointly with the pending trials, over
+    the best posterior mean at the baseline trials: a single-objective fast path.
+
+    Without pending trials it is the analytic LogEI: BoTorch's
+    `LogExpectedImprovement(model, best_f)` up to a constant, as it is computed on the
+    standardised scale (tested against BoTorch's). With pending trials it is the
+    Monte-Carlo qLogEI of the batch (candidate + pending) with fixed quasi-random base
+    samples, as BoTorch's `qLogExpectedImprovement(X_pending=...)` computes it (the
+    candidate is worth what it adds to what the running trials are expected to bring),
+    bounded below by the candidate's own analytic value.
+    Both are a few lines of torch on a Cholesky factor computed once, about twenty times
+    cheaper per call than a GPyTorch posterior plus qLogNoisyEI, and the acquisition
+    search makes hundreds of calls per suggestion. The baseline's best value is the
+    posterior mean's (a plug-in for the noisy incumbent, as the observations here are
+    near-noiseless or their noise is fitted).
+    """
+
+    def __init__(
+        self,
+        model: SingleTaskGP,
+        x_baseline: torch.Tensor,
+        x_pending: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model)
+        train_x = model.train_inputs[0].detach()
+        train_y = model.train_targets.detach()
+        noise = model.likelihood.noise.detach().reshape(-1)[0]
+        self._lengthscale = model.covar_module.lengthscale.detach().reshape(-1)
+        self._constant = model.mean_module.constant.detach()
+        self._z = train_x / self._lengthscale
+        k = kernel_matrix(self._z, self._z)
+        self._chol = torch.linalg.cholesky(k + noise * torch.eye(len(k), dtype=k.dtype))
+        self._alpha = torch.cholesky_solve((train_y - self._constant).unsqueeze(-1), self._chol)
+        with torch.no_grad():
+            self._best_f = self._mean_and_covariance(x_baseline[:, None])[0].max()
+        self._pending = x_pending if x_pending is not None else train_x[:0]
+        if len(self._pending):
+            engine = torch.quasirandom.SobolEngine(len(self._pending) + 1, scramble=True, seed=seed)
+            uniform = engine.draw(MC_SAMPLES, dtype=DTYPE).clamp(1e-6, 1 - 1e-6)
+            self._base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform)
+
+    def _mean_and_covariance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean (b, q) and covariance (b, q, q) of f at x (b, q, D), standardised."""
+        z = x / self._lengthscale
+        k_star = kernel_matrix(z, self._z)  # (b, q, n)
+        mean = self._constant + (k_star @ self._alpha).squeeze(-1)
+        v = torch.linalg.solve_triangular(self._chol, k_star.transpose(-1, -2), upper=False)
+        covariance = kernel_matrix(z, z) - v.transpose(-1, -2) @ v
+        return mean, covariance
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """X: (b, 1, D) candidates -> (b,) log expected improvement (standardised scale)."""
+        batch = torch.cat([X, self._pending.expand(len(X), -1, -1)], dim=-2)
+        mean, covariance = self._mean_and_covariance(batch)
+        sigma = covariance[..., 0, 0].clamp_min(1e-12).sqrt()
+        alone = _log_ei_helper((mean[..., 0] - self._best_f) / sigma) + sigma.log()
+        if not len(self._pending):
+            return alone
+        q = batch.shape[-2]
+        jitter = 1e-8 * torch.eye(q, dtype=DTYPE)
+        chol, _ = torch.linalg.cholesky_ex(covariance + jitter)
+        samples = mean[:, None, :] + self._base_samples @ chol.transpose(-1, -2)  # (b, s, q)
+        log_improvement = log_fatplus(samples - self._best_f, tau=TAU_RELU)
+        joint = logmeanexp(fatmax(log_improvement, dim=-1, tau=TAU_MAX), dim=-1)
+        # The batch's improvement is at least the candidate's own, known exactly; where
+        # improvement is rare the Monte-Carlo estimate falls to its smoothing floor and
+        # this bound keeps the far field informative.
+        return torch.maximum(joint, alone)
+
+
 def _optimise_batch(
-    factory: Callable[[np.ndarray], AcquisitionFunction],
+    factory: Callable[[np.ndarray, int], AcquisitionFunction],
     encoding: ModelEncoding,
     data: TrainingData,
     pending: Sequence[np.ndarray],
@@ -202,12 +287,12 @@ def _optimise_batch(
     base_pending = np.array(pending).reshape(-1, encoding.dim)
     for j in range(count):
         so_far = encoding.with_activity(np.array(chosen).reshape(-1, encoding.dim))
-        acq = factory(np.concatenate([base_pending, so_far]))
+        acq = factory(np.concatenate([base_pending, so_far]), 1)
         taken = np.concatenate([data.x, data.failed_x, base_pending, so_far])
         chosen.append(_optimise_one(acq, encoding, data, taken, rng, seed + j))
     batch = np.array(chosen)
     if count > 1:
-        acq = factory(base_pending)
+        acq = factory(base_pending, count)
         refined, _ = _local_search(acq, encoding, batch[None], None)
         batch = refined[0]
     return batch

@@ -211,12 +211,13 @@ def _fit_in_place(model: SingleTaskGP) -> None:
     model.eval()
 
 
-def _kernel(z: torch.Tensor) -> torch.Tensor:
-    """The kernel matrix of lengthscale-scaled inputs z, as GPyTorch computes it."""
+def kernel_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The kernel between lengthscale-scaled inputs z1 (a, d) and z2 (b, d), as GPyTorch
+    computes it (unit output scale)."""
     if KERNEL == "rbf":
-        return torch.exp(-0.5 * torch.cdist(z, z).pow(2))
+        return torch.exp(-0.5 * torch.cdist(z1, z2).pow(2))
     # Matern-5/2; the small offset keeps the gradient of the distance finite at zero.
-    r = torch.sqrt(torch.cdist(z, z).pow(2) + 1e-12)
+    r = torch.sqrt(torch.cdist(z1, z2).pow(2) + 1e-12)
     s5 = math.sqrt(5.0) * r
     return (1.0 + s5 + s5.pow(2) / 3.0) * torch.exp(-s5)
 
@@ -253,7 +254,7 @@ def map_hyperparameters(x: torch.Tensor, y: torch.Tensor) -> Hyperparameters:
     def neg_log_posterior(theta: torch.Tensor) -> torch.Tensor:
         log_ls, log_noise, constant = theta[:d], theta[d], theta[d + 1]
         z = x / torch.exp(log_ls)
-        k = _kernel(z) + torch.exp(log_noise) * torch.eye(n, dtype=x.dtype)
+        k = kernel_matrix(z, z) + torch.exp(log_noise) * torch.eye(n, dtype=x.dtype)
         chol, info = torch.linalg.cholesky_ex(k)
         if int(info) != 0:
             return torch.tensor(float("inf"), dtype=x.dtype)
