@@ -595,11 +595,14 @@ class Storage:
         """
         for attempt in range(attempts):
             try:
-                if self._local_writer is not None:
-                    with self._local_writer, self.engine.begin() as conn:
+                with self.engine.connect() as conn:
+                    if self._local_writer is None:
+                        with conn.begin():
+                            return fn(Repository(conn))
+                    # Only the transaction holds the writer lock, not the pool's
+                    # checkout and checkin: it bounds the throughput of the process.
+                    with self._local_writer, conn.begin():
                         return fn(Repository(conn))
-                with self.engine.begin() as conn:
-                    return fn(Repository(conn))
             except (OperationalError, DBAPIError) as exc:
                 if not self._retryable(exc) or attempt == attempts - 1:
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
