@@ -235,7 +235,7 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         self._chol = torch.linalg.cholesky(k + noise * torch.eye(len(k), dtype=k.dtype))
         self._alpha = torch.cholesky_solve((train_y - self._constant).unsqueeze(-1), self._chol)
         with torch.no_grad():
-            self._best_f = self._mean_and_covariance(x_baseline[:, None])[0].max()
+            self._best_f = self._mean_and_covariance(x_baseline[None])[0].max()
         self._pending = x_pending if x_pending is not None else train_x[:0]
         if len(self._pending):
             engine = torch.quasirandom.SobolEngine(len(self._pending) + 1, scramble=True, seed=seed)
@@ -247,8 +247,11 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         z = x / self._lengthscale
         k_star = kernel_matrix(z, self._z)  # (b, q, n)
         mean = self._constant + (k_star @ self._alpha).squeeze(-1)
-        v = torch.linalg.solve_triangular(self._chol, k_star.transpose(-1, -2), upper=False)
-        covariance = kernel_matrix(z, z) - v.transpose(-1, -2) @ v
+        b, q, n = k_star.shape
+        # One solve with b*q right-hand sides: a batched solve would copy the factor b times.
+        v = torch.linalg.solve_triangular(self._chol, k_star.reshape(b * q, n).T, upper=False)
+        v = v.T.reshape(b, q, n)
+        covariance = kernel_matrix(z, z) - v @ v.transpose(-1, -2)
         return mean, covariance
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
