@@ -615,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(parallel_lines[-2:]), flush=True)
         table = quality_table(results, problems)
         plot_path = OUT / "bench_optimizer_regret.png"
-        plot(results, problems, plot_path)
+        if problems:  # a scaling-only run (--problems none) has nothing to plot
+            plot(results, problems, plot_path)
         parallel_table = "\n".join(parallel_lines)
     finally:
         server.terminate()
