@@ -235,18 +235,23 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         self._chol = torch.linalg.cholesky(k + noise * torch.eye(len(k), dtype=k.dtype))
         self._alpha = torch.cholesky_solve((train_y - self._constant).unsqueeze(-1), self._chol)
         with torch.no_grad():
-            self._best_f = self._mean_and_covariance(x_baseline[None])[0].max()
+            k_baseline = kernel_matrix(x_baseline / self._lengthscale, self._z)
+            self._best_f = self._mean(k_baseline).max()
         self._pending = x_pending if x_pending is not None else train_x[:0]
         if len(self._pending):
             engine = torch.quasirandom.SobolEngine(len(self._pending) + 1, scramble=True, seed=seed)
             uniform = engine.draw(MC_SAMPLES, dtype=DTYPE).clamp(1e-6, 1 - 1e-6)
             self._base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform)
 
+    def _mean(self, k_star: torch.Tensor) -> torch.Tensor:
+        """Posterior mean from the kernel (..., n) between points and training inputs."""
+        return self._constant + (k_star @ self._alpha).squeeze(-1)
+
     def _mean_and_covariance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean (b, q) and covariance (b, q, q) of f at x (b, q, D), standardised."""
         z = x / self._lengthscale
         k_star = kernel_matrix(z, self._z)  # (b, q, n)
-        mean = self._constant + (k_star @ self._alpha).squeeze(-1)
+        mean = self._mean(k_star)
         b, q, n = k_star.shape
         # One solve with b*q right-hand sides: a batched solve would copy the factor b times.
         v = torch.linalg.solve_triangular(self._chol, k_star.reshape(b * q, n).T, upper=False)
