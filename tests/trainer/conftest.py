@@ -1,19 +1,13 @@
-"""Fixtures of the trainer tests: a client of the SQLite server the worker tests run against."""
+"""Fixtures of the trainer tests: they run against the SQLite server, so the shared `client`
+fixture (tests/conftest.py) connects to it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer
 
 
 @pytest.fixture
-def client(sqlite_server: RunningServer) -> Iterator[TuningClient]:
-    c = TuningClient(sqlite_server.target, timeout=30, retry_timeout=5)
-    try:
-        yield c
-    finally:
-        c.close()
+def server(sqlite_server: RunningServer) -> RunningServer:
+    return sqlite_server
