@@ -11,11 +11,13 @@ Plain Python: no gRPC here. The trial state machine:
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
@@ -52,6 +54,21 @@ MAX_REASON_LENGTH = 4096
 MAX_METRICS_PER_REPORT = 256
 # A worker told to wait polls again after this long (seconds).
 RETRY_AFTER_S = 1.0
+# SQLite: computed-then-committed suggestion rounds before the algorithm runs inside the
+# write transaction (which always commits).
+SUGGEST_OPTIMISTIC_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """An algorithm's inputs read in one transaction and, once computed outside it, its
+    suggestions; valid while the study's largest trial id is still `max_trial_id`."""
+
+    spec: StudySpec
+    request: SuggestRequest
+    max_trial_id: int
+    count: int
+    suggestions: list[Params] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,8 @@ class TuningService:
         self.storage = storage
         self.clock = clock
         self._spec_cache: dict[str, StudySpec] = {}
+        # SQLite only: serialises one process's suggestions per study (striped by name).
+        self._suggest_locks = [threading.Lock() for _ in range(64)]
 
     # -- helpers ----------------------------------------------------------------------
     def _spec(self, row: StudyRow) -> StudySpec:
@@ -310,92 +329,143 @@ class TuningService:
             raise InvalidArgument(f"count must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
         count = count or 1
 
-        def op(repo: Repository) -> SuggestResult:
-            row = self._study_row(repo, name)
-            spec = self._spec(row)
-            now = self.clock()
-            repo.lock_study(row.id)
-            self._expire_leases(repo, row, spec, now)
-            held = repo.trials_where(row.id, states=(TrialState.ACTIVE,), worker_id=worker_id)
-            for t in held:
-                t.study_name = name
-                self._renew(repo, row, spec, t, now)
-            if len(held) >= count:
+        if not self.storage.single_writer:
+            # PostgreSQL: the per-study advisory lock serialises suggestions for the study
+            # while reports, heartbeats and other studies go on, so the algorithm runs
+            # inside the transaction.
+            result = self.storage.run(lambda repo: self._suggest_op(repo, name, count, worker_id))
+            assert isinstance(result, SuggestResult)
+            return result
+        # SQLite has one writer for the whole file: the algorithm (a GP fit takes a tenth
+        # of a second or more) runs between two transactions, not inside one, so reports
+        # and other studies never wait for it. Suggestions for one study are serialised
+        # by a lock in this process; a trial another process adds between the two
+        # transactions changes the study's largest trial id and sends us round again.
+        with self._suggest_locks[hash(name) % len(self._suggest_locks)]:
+            plan: _Plan | None = None
+            for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
+                result = self.storage.run(
+                    functools.partial(
+                        self._suggest_op,
+                        name=name,
+                        count=count,
+                        worker_id=worker_id,
+                        plan=plan,
+                        defer=True,
+                    )
+                )
+                if isinstance(result, SuggestResult):
+                    return result
+                plan = replace(result, suggestions=self._compute(result))
+            final = self.storage.run(lambda repo: self._suggest_op(repo, name, count, worker_id))
+            assert isinstance(final, SuggestResult)
+            return final
+
+    def _suggest_op(
+        self,
+        repo: Repository,
+        name: str,
+        count: int,
+        worker_id: str,
+        plan: _Plan | None = None,
+        *,
+        defer: bool = False,
+    ) -> SuggestResult | _Plan:
+        """One suggest transaction. With `defer`, a history-based algorithm is not run here:
+        the transaction returns its inputs (a _Plan) unless `plan` already holds
+        suggestions computed from the study as it still is (same largest trial id)."""
+        row = self._study_row(repo, name)
+        spec = self._spec(row)
+        now = self.clock()
+        repo.lock_study(row.id)
+        self._expire_leases(repo, row, spec, now)
+        held = repo.trials_where(row.id, states=(TrialState.ACTIVE,), worker_id=worker_id)
+        for t in held:
+            t.study_name = name
+            self._renew(repo, row, spec, t, now)
+        if len(held) >= count:
+            return SuggestResult(held, False)
+        if row.state != StudyState.ACTIVE.value:  # stopped or completed
+            return SuggestResult(held, not held)
+        want = count - len(held)
+        if spec.max_trials > 0:
+            want = min(want, spec.max_trials - repo.count_budget_trials(row.id))
+        if spec.max_concurrent_trials > 0:
+            active = repo.trial_counts([row.id])[row.id].get(TrialState.ACTIVE, 0)
+            want = min(want, spec.max_concurrent_trials - active)
+        if want <= 0:
+            if held:
                 return SuggestResult(held, False)
-            if row.state != StudyState.ACTIVE.value:  # stopped or completed
-                return SuggestResult(held, not held)
-            want = count - len(held)
-            if spec.max_trials > 0:
-                want = min(want, spec.max_trials - repo.count_budget_trials(row.id))
-            if spec.max_concurrent_trials > 0:
-                active = repo.trial_counts([row.id])[row.id].get(TrialState.ACTIVE, 0)
-                want = min(want, spec.max_concurrent_trials - active)
-            if want <= 0:
-                if held:
-                    return SuggestResult(held, False)
-                done = self._complete_study_if_done(repo, row, spec)
-                return SuggestResult([], done, 0.0 if done else RETRY_AFTER_S)
-            lease = now + spec.lease_timeout_seconds
-            started = {
-                "worker_id": worker_id,
-                "started_at": now,
-                "lease_expires": lease,
-            }
-            out = list(held)
-            enqueued = repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=want)
-            for t in enqueued:
-                repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
-                out.append(
-                    replace(
-                        t,
-                        study_name=name,
-                        state=TrialState.ACTIVE,
-                        worker_id=worker_id,
-                        start_time=now,
-                        lease_expires=lease,
-                    )
+            done = self._complete_study_if_done(repo, row, spec)
+            return SuggestResult([], done, 0.0 if done else RETRY_AFTER_S)
+        lease = now + spec.lease_timeout_seconds
+        started = {
+            "worker_id": worker_id,
+            "started_at": now,
+            "lease_expires": lease,
+        }
+        out = list(held)
+        enqueued = repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=want)
+        for t in enqueued:
+            repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
+            out.append(
+                replace(
+                    t,
+                    study_name=name,
+                    state=TrialState.ACTIVE,
+                    worker_id=worker_id,
+                    start_time=now,
+                    lease_expires=lease,
                 )
-            need = want - len(enqueued)
-            suggested = self._run_algorithm(repo, row, spec, need) if need > 0 else []
-            if suggested:
-                first = repo.allocate_trial_ids(row.id, len(suggested))
-                new = [
-                    Trial(
-                        name,
-                        first + i,
-                        params,
-                        TrialState.ACTIVE,
-                        TrialSource.ALGORITHM,
-                        worker_id=worker_id,
-                        create_time=now,
-                        start_time=now,
-                        lease_expires=lease,
-                    )
-                    for i, params in enumerate(suggested)
-                ]
-                repo.insert_trials(
-                    row.id,
-                    [trial_row(t.id, t.parameters, t.state, t.source, now, **started) for t in new],
+            )
+        need = want - len(enqueued)
+        suggested: list[Params] = []
+        if need > 0:
+            max_id = repo.max_trial_id(row.id)
+            if plan is not None and plan.max_trial_id == max_id and plan.count >= need:
+                suggested = plan.suggestions[:need]
+            else:
+                algorithm = get_algorithm(spec.algorithm)
+                request = self._algorithm_request(repo, row, spec, need, algorithm)
+                if defer and getattr(algorithm, "uses_history", True):
+                    return _Plan(spec, request, max_id, need)
+                suggested = self._compute(_Plan(spec, request, max_id, need))
+        if suggested:
+            first = repo.allocate_trial_ids(row.id, len(suggested))
+            new = [
+                Trial(
+                    name,
+                    first + i,
+                    params,
+                    TrialState.ACTIVE,
+                    TrialSource.ALGORITHM,
+                    worker_id=worker_id,
+                    create_time=now,
+                    start_time=now,
+                    lease_expires=lease,
                 )
-                out.extend(new)
-            if not out:
-                # The algorithm has nothing more to offer (e.g. a finished grid).
-                running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
-                if not running:
-                    repo.set_study_state(row.id, StudyState.COMPLETED.value)
-                    return SuggestResult([], True)
-                return SuggestResult([], False, RETRY_AFTER_S)
-            return SuggestResult(out, False)
+                for i, params in enumerate(suggested)
+            ]
+            repo.insert_trials(
+                row.id,
+                [trial_row(t.id, t.parameters, t.state, t.source, now, **started) for t in new],
+            )
+            out.extend(new)
+        if not out:
+            # The algorithm has nothing more to offer (e.g. a finished grid).
+            running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
+            if not running:
+                repo.set_study_state(row.id, StudyState.COMPLETED.value)
+                return SuggestResult([], True)
+            return SuggestResult([], False, RETRY_AFTER_S)
+        return SuggestResult(out, False)
 
-        return self.storage.run(op)
-
-    def _run_algorithm(
-        self, repo: Repository, row: StudyRow, spec: StudySpec, count: int
-    ) -> list[Params]:
-        algorithm = get_algorithm(spec.algorithm)
+    @staticmethod
+    def _algorithm_request(
+        repo: Repository, row: StudyRow, spec: StudySpec, count: int, algorithm: Any
+    ) -> SuggestRequest:
         if not getattr(algorithm, "uses_history", True):
-            request = SuggestRequest(spec, [], [], count, repo.max_trial_id(row.id))
-            return [spec.space.validate(p) for p in algorithm.suggest(request)[:count]]
+            return SuggestRequest(spec, [], [], count, repo.max_trial_id(row.id))
         all_trials = repo.trials_where(row.id)
         observations = [
             Observation(
@@ -411,10 +481,13 @@ class TuningService:
             t.parameters for t in all_trials if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
         ]
         trial_index = max((t.id for t in all_trials), default=0)
-        request = SuggestRequest(spec, observations, pending, count, trial_index)
-        suggestions = algorithm.suggest(request)
+        return SuggestRequest(spec, observations, pending, count, trial_index)
+
+    @staticmethod
+    def _compute(plan: _Plan) -> list[Params]:
+        suggestions = get_algorithm(plan.spec.algorithm).suggest(plan.request)
         # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
-        return [spec.space.validate(p) for p in suggestions[:count]]
+        return [plan.spec.space.validate(p) for p in suggestions[: plan.count]]
 
     def report(
         self, name: str, trial_id: int, worker_id: str, measurement: Measurement

@@ -544,6 +544,11 @@ class Storage:
         if migrate:
             self.migrate()
 
+    @property
+    def single_writer(self) -> bool:
+        """True when one transaction at a time can write the whole database (SQLite)."""
+        return self._local_writer is not None
+
     @staticmethod
     def _create_engine(url: str) -> Engine:
         if url.startswith("sqlite"):
