@@ -13,7 +13,10 @@ configuration (rounding happens inside the optimisation, not after it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 from botorch.utils.safe_math import fatmax, log_fatplus, logmeanexp
 from linear_operator.utils.errors import NanError, NotPSDError
 from scipy.optimize import minimize
+from threadpoolctl import ThreadpoolController
 
 from tunewire.server.algorithms.base import SuggestRequest, derived_seed
 from tunewire.server.algorithms.gp_model import (
@@ -81,6 +85,45 @@ def default_initial_trials(space: SearchSpace) -> int:
     return min(max(5, len(space) + 2), 10)
 
 
+class _SingleThreadedBlas:
+    """Runs numpy/SciPy's BLAS (OpenBLAS) on one thread while any suggestion is computed.
+
+    The matrices here are tiny (hundreds of rows at most), so BLAS threads never speed a
+    suggestion up, but OpenBLAS threads spin after every call and, with torch's OpenMP
+    threads spinning too, a suggestion on the digits-mlp space (10-24 trials) took 1.3 s
+    and 2.6 s of CPU on two idle cores instead of 0.2 s, and 3.6 s next to two busy
+    trainers, whose CPU it took (benchmarks/RESULTS.md, bench_trainers). The limit is
+    process-wide, so concurrent suggestions share it: the first to enter sets it, the
+    last to leave restores it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._controller: ThreadpoolController | None = None
+        self._limit: Any = None  # threadpoolctl's limiter of the current holders
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                if self._controller is None:  # after numpy/SciPy loaded their BLAS
+                    self._controller = ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._limit.restore_original_limits()
+                    self._limit = None
+
+
+single_threaded_blas = _SingleThreadedBlas()
+
+
 class GaussianProcessSearch:
     """Sobol initial design, then GP-based Bayesian optimisation (see the module doc).
 
@@ -97,7 +140,8 @@ class GaussianProcessSearch:
         if not _ready_for_model(request):
             return SobolSearch().suggest(request)
         try:
-            return suggest_with_gp(request)
+            with single_threaded_blas():
+                return suggest_with_gp(request)
         except NUMERICAL_ERRORS as error:
             logger.warning(
                 "GP suggestion failed numerically for trial index %d (%s: %s); "
