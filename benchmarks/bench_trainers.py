@@ -9,7 +9,10 @@ GP is the product's default algorithm; its suggestions depend on what finished f
 it also shows whether parallel suggestions cost accuracy. Sobol is the pure-training
 control: every worker count gets the same configurations (trial i gets point i), so its
 ratio measures the workers alone. Server-side early stopping is off so that the work per
-trial does not depend on completion order. Each trainer uses one torch thread.
+trial does not depend on completion order. Each trainer uses one torch thread, and so does
+the server (`--torch-threads 1`), as every process of a benchmark on these 2 cores does
+(shared/BENCHMARKS.md): its GP fits are too small to gain from a second thread, and
+idle-spinning OpenMP threads only take CPU from the trainers.
 
 Two throughput measures, both with their speed-up over one worker (same seed):
 - wall: trials per minute over the whole job, from starting the trainer processes to the
@@ -172,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tw-bench-trainers-") as tmp:
         log = Path(tmp) / "bench.log"
         port = free_port()
-        server = start_server_process(f"sqlite:///{Path(tmp) / 'bench.db'}", port, log)
+        server = start_server_process(
+            f"sqlite:///{Path(tmp) / 'bench.db'}", port, log, torch_threads=1
+        )
         try:
             for seed in range(seeds):
                 for algorithm in algorithms:
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
         )
         notes = (
-            f"{TASK}, default space, early stopping off, one torch thread per trainer, "
+            f"{TASK}, default space, early stopping off, one torch thread per trainer and "
+            "for the server, "
             f"{os.cpu_count()} CPU cores shared with other work (load average "
             f"{load_before:.1f} at start); medians [IQR] over {seeds} seed(s). Trials: ended "
             "trials per job (any state; all count as work). Wall: from starting the trainer "

@@ -25,9 +25,13 @@ def free_port() -> int:
 
 
 def start_server_process(
-    storage: str, port: int, log: Path, threads: int = 32
+    storage: str, port: int, log: Path, threads: int = 32, torch_threads: int = 0
 ) -> subprocess.Popen[bytes]:
-    """`tunewire serve` in its own process; returns once it answers health checks."""
+    """`tunewire serve` in its own process; returns once it answers health checks.
+
+    `threads` are RPC threads; `torch_threads` the server's torch threads (0 = the
+    server's default), e.g. 1 when it shares the cores with trainers.
+    """
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -42,6 +46,8 @@ def start_server_process(
             storage,
             "--threads",
             str(threads),
+            "--torch-threads",
+            str(torch_threads),
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
