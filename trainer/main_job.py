@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from tunewire.client import TuningClient
 from tunewire.trainer.cli import configure_logging, run_processes
 from tunewire.trainer.tasks import BUILTIN_TASKS
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "demo.db"
+    # The server shares the cores with the workers: its GP fits are too small to gain from
+    # more torch threads, and idle-spinning ones take CPU from training (bench_trainers).
+    torch.set_num_threads(1)
     server = run_in_background(storage_url=f"sqlite:///{database.resolve()}")
     # A new study per run: a rerun must not find the previous run's finished study.
     study = f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
