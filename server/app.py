@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,12 +20,13 @@ from grpc_reflection.v1alpha import reflection
 
 from tunewire.server.algorithms import get_algorithm
 from tunewire.server.service import TuningService
-from tunewire.server.servicer import TuningServicer
+from tunewire.server.servicer import AsyncTuningServicer
 from tunewire.server.storage.sql import Storage, default_storage_url
 from tunewire.server.study import ALGORITHMS
 from tunewire.v1 import tuning_service_pb2, tuning_service_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE_NAME = tuning_service_pb2.DESCRIPTOR.services_by_name["TuningService"].full_name
 # Calls that never need a token: load balancers and orchestrators probe these.
@@ -43,7 +45,9 @@ class ServerSettings:
     tls_cert: str = field(default="", metadata={"help": "PEM certificate file (enables TLS)"})
     tls_key: str = field(default="", metadata={"help": "PEM private key file"})
     token: str = field(default="", metadata={"help": "bearer token clients must send"})
-    threads: int = field(default=32, metadata={"help": "RPC worker threads"})
+    threads: int = field(
+        default=32, metadata={"help": "threads for calls that do not run on the event loop"}
+    )
     metrics_port: int = field(
         default=0, metadata={"help": "Prometheus metrics HTTP port (0 = off)"}
     )
@@ -67,37 +71,73 @@ class ServerSettings:
         return cls(**values)
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` on every call but health and reflection."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
         if details.method.startswith(OPEN_PREFIXES):
-            return continuation(details)
+            return await continuation(details)
         sent = dict(details.invocation_metadata or ()).get("authorization", "")
         if isinstance(sent, str):
             sent = sent.encode()
         if hmac.compare_digest(sent, self._expected):
-            return continuation(details)
-        handler = continuation(details)
+            return await continuation(details)
+        handler = await continuation(details)
         message = (
             "missing bearer token: send metadata 'authorization: Bearer <token>'"
             if not sent
             else "invalid bearer token"
         )
 
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
         if handler is None or handler.request_streaming or handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: deny(None, ctx))
+
+            async def deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+            return grpc.stream_stream_rpc_method_handler(deny_stream)
         return grpc.unary_unary_rpc_method_handler(
             deny,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class _EventLoopThread:
+    """One asyncio event loop on a daemon thread, shared by every server in the process
+    (tests and the demo start several; grpc.aio is happiest with one loop)."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def run(cls, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True).start()
+                cls._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, cls._loop).result(timeout)
+
+
+class Server:
+    """A started grpc.aio server, driven from ordinary threads."""
+
+    def __init__(self, aio_server: grpc.aio.Server, executor: futures.ThreadPoolExecutor) -> None:
+        self._server = aio_server
+        self._executor = executor
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stops accepting calls, lets running ones finish for up to `grace` seconds."""
+        _EventLoopThread.run(self._server.stop(grace))
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def preload_algorithms() -> None:
@@ -107,14 +147,18 @@ def preload_algorithms() -> None:
         get_algorithm(name)
 
 
-def build_server(settings: ServerSettings, storage: Storage) -> tuple[grpc.Server, int]:
+def build_server(settings: ServerSettings, storage: Storage) -> tuple[Server, int]:
     """A started gRPC server on settings.host:port; returns it and the bound port."""
     if settings.torch_threads > 0:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
     preload_algorithms()
-    interceptors: list[grpc.ServerInterceptor] = []
+    return _EventLoopThread.run(_start(settings, storage))
+
+
+async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, int]:
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.metrics_port:
         from tunewire.server.metrics import MetricsInterceptor, start_metrics_server
 
@@ -122,8 +166,7 @@ def build_server(settings: ServerSettings, storage: Storage) -> tuple[grpc.Serve
         interceptors.append(MetricsInterceptor())
     if settings.token:
         interceptors.append(TokenAuthInterceptor(settings.token))
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
+    server = grpc.aio.server(
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -131,37 +174,46 @@ def build_server(settings: ServerSettings, storage: Storage) -> tuple[grpc.Serve
             ("grpc.so_reuseport", 0),
         ],
     )
+    executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
     tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(
-        TuningServicer(TuningService(storage)), server
+        AsyncTuningServicer(TuningService(storage), executor, inline_ok=storage.single_writer),
+        server,
     )
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{settings.host}:{settings.port}"
-    if settings.tls_cert or settings.tls_key:
-        if not (settings.tls_cert and settings.tls_key):
-            raise ValueError("TLS needs both --tls-cert and --tls-key")
-        credentials = grpc.ssl_server_credentials(
-            [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if settings.tls_cert or settings.tls_key:
+            if not (settings.tls_cert and settings.tls_key):
+                raise ValueError("TLS needs both --tls-cert and --tls-key")
+            credentials = grpc.ssl_server_credentials(
+                [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc.aio raises where grpc.server returned 0
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
     if port == 0:
+        executor.shutdown(wait=False)
         raise OSError(f"cannot listen on {address}")
-    server.start()
-    return server, port
+    await server.start()
+    return Server(server, executor), port
 
 
 @dataclass
 class RunningServer:
     """A server running in this process (tests, benchmarks, the demo)."""
 
-    server: grpc.Server
+    server: Server
     storage: Storage
     port: int
     host: str
@@ -171,7 +223,7 @@ class RunningServer:
         return f"{self.host}:{self.port}"
 
     def stop(self, grace: float = 1.0) -> None:
-        self.server.stop(grace).wait()
+        self.server.stop(grace)
         self.storage.dispose()
 
 
@@ -225,5 +277,5 @@ def serve(settings: ServerSettings) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     done.wait()
-    server.stop(5).wait()
+    server.stop(5)
     storage.dispose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -33,23 +35,29 @@ SUGGEST_SECONDS = Histogram(
 )
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times unary RPCs; the status code comes from the servicer context."""
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler
         method = details.method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
 
-        def timed(request: Any, context: grpc.ServicerContext) -> Any:
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
             try:
-                return inner(request, context)
-            except Exception:
-                status = context.code() if hasattr(context, "code") else None
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except asyncio.CancelledError:  # the client went away or its deadline passed
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                status = context.code()
                 code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
                 raise
             finally:

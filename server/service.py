@@ -60,7 +60,7 @@ SUGGEST_OPTIMISTIC_ROUNDS = 3
 
 
 @dataclass(frozen=True)
-class _Plan:
+class SuggestPlan:
     """An algorithm's inputs read in one transaction and, once computed outside it, its
     suggestions; valid while the study's largest trial id is still `max_trial_id`."""
 
@@ -69,6 +69,22 @@ class _Plan:
     max_trial_id: int
     count: int
     suggestions: list[Params] = field(default_factory=list)
+
+
+def check_suggest_args(count: int, worker_id: str) -> int:
+    """Validates a suggest request; returns the count to use (0 means 1)."""
+    _check_worker(worker_id)
+    if count < 0 or count > MAX_SUGGEST_COUNT:
+        raise InvalidArgument(f"count must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
+    return count or 1
+
+
+SUGGEST_STRIPES = 64
+
+
+def suggest_stripe(name: str) -> int:
+    """Which of SUGGEST_STRIPES locks serialises a study's suggestions in one process."""
+    return hash(name) % SUGGEST_STRIPES
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,7 @@ class TuningService:
         self.clock = clock
         self._spec_cache: dict[str, StudySpec] = {}
         # SQLite only: serialises one process's suggestions per study (striped by name).
-        self._suggest_locks = [threading.Lock() for _ in range(64)]
+        self._suggest_locks = [threading.Lock() for _ in range(SUGGEST_STRIPES)]
 
     # -- helpers ----------------------------------------------------------------------
     def _spec(self, row: StudyRow) -> StudySpec:
@@ -324,42 +340,55 @@ class TuningService:
 
     # -- trials -----------------------------------------------------------------------
     def suggest_trials(self, name: str, count: int, worker_id: str) -> SuggestResult:
-        _check_worker(worker_id)
-        if count < 0 or count > MAX_SUGGEST_COUNT:
-            raise InvalidArgument(f"count must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
-        count = count or 1
-
+        count = check_suggest_args(count, worker_id)
         if not self.storage.single_writer:
             # PostgreSQL: the per-study advisory lock serialises suggestions for the study
             # while reports, heartbeats and other studies go on, so the algorithm runs
             # inside the transaction.
-            result = self.storage.run(lambda repo: self._suggest_op(repo, name, count, worker_id))
-            assert isinstance(result, SuggestResult)
-            return result
+            return self.suggest_final(name, count, worker_id)
         # SQLite has one writer for the whole file: the algorithm (a GP fit takes a tenth
         # of a second or more) runs between two transactions, not inside one, so reports
         # and other studies never wait for it. Suggestions for one study are serialised
         # by a lock in this process; a trial another process adds between the two
         # transactions changes the study's largest trial id and sends us round again.
-        with self._suggest_locks[hash(name) % len(self._suggest_locks)]:
-            plan: _Plan | None = None
+        # (The gRPC server drives the same steps from its event loop.)
+        with self._suggest_locks[suggest_stripe(name)]:
+            plan: SuggestPlan | None = None
             for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
-                result = self.storage.run(
-                    functools.partial(
-                        self._suggest_op,
-                        name=name,
-                        count=count,
-                        worker_id=worker_id,
-                        plan=plan,
-                        defer=True,
-                    )
-                )
+                result = self.suggest_round(name, count, worker_id, plan)
                 if isinstance(result, SuggestResult):
                     return result
-                plan = replace(result, suggestions=self._compute(result))
-            final = self.storage.run(lambda repo: self._suggest_op(repo, name, count, worker_id))
-            assert isinstance(final, SuggestResult)
-            return final
+                plan = self.compute_plan(result)
+            return self.suggest_final(name, count, worker_id)
+
+    def suggest_round(
+        self, name: str, count: int, worker_id: str, plan: SuggestPlan | None
+    ) -> SuggestResult | SuggestPlan:
+        """One transaction: the suggestion, unless a history-based algorithm must run
+        first (then its inputs; call again with them computed by `compute_plan`)."""
+        return self.storage.run(
+            functools.partial(
+                self._suggest_op,
+                name=name,
+                count=count,
+                worker_id=worker_id,
+                plan=plan,
+                defer=True,
+            )
+        )
+
+    def suggest_final(self, name: str, count: int, worker_id: str) -> SuggestResult:
+        """One transaction that runs the algorithm inside it: always makes progress."""
+        result = self.storage.run(
+            functools.partial(self._suggest_op, name=name, count=count, worker_id=worker_id)
+        )
+        assert isinstance(result, SuggestResult)
+        return result
+
+    @staticmethod
+    def compute_plan(plan: SuggestPlan) -> SuggestPlan:
+        """Runs the algorithm on a plan's inputs; touches no database."""
+        return replace(plan, suggestions=TuningService._compute(plan))
 
     def _suggest_op(
         self,
@@ -367,12 +396,12 @@ class TuningService:
         name: str,
         count: int,
         worker_id: str,
-        plan: _Plan | None = None,
+        plan: SuggestPlan | None = None,
         *,
         defer: bool = False,
-    ) -> SuggestResult | _Plan:
+    ) -> SuggestResult | SuggestPlan:
         """One suggest transaction. With `defer`, a history-based algorithm is not run here:
-        the transaction returns its inputs (a _Plan) unless `plan` already holds
+        the transaction returns its inputs (a SuggestPlan) unless `plan` already holds
         suggestions computed from the study as it still is (same largest trial id)."""
         row = self._study_row(repo, name)
         spec = self._spec(row)
@@ -428,8 +457,8 @@ class TuningService:
                 algorithm = get_algorithm(spec.algorithm)
                 request = self._algorithm_request(repo, row, spec, need, algorithm)
                 if defer and getattr(algorithm, "uses_history", True):
-                    return _Plan(spec, request, max_id, need)
-                suggested = self._compute(_Plan(spec, request, max_id, need))
+                    return SuggestPlan(spec, request, max_id, need)
+                suggested = self._compute(SuggestPlan(spec, request, max_id, need))
         if suggested:
             first = repo.allocate_trial_ids(row.id, len(suggested))
             new = [
@@ -484,7 +513,7 @@ class TuningService:
         return SuggestRequest(spec, observations, pending, count, trial_index)
 
     @staticmethod
-    def _compute(plan: _Plan) -> list[Params]:
+    def _compute(plan: SuggestPlan) -> list[Params]:
         suggestions = get_algorithm(plan.spec.algorithm).suggest(plan.request)
         # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
         return [plan.spec.space.validate(p) for p in suggestions[: plan.count]]

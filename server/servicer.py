@@ -1,11 +1,19 @@
-"""The gRPC servicer: protobuf in, one domain call, protobuf out; domain errors to codes."""
+"""The gRPC servicer: protobuf in, one domain call, protobuf out; domain errors to codes.
+
+The server is a grpc.aio server. Calls that touch a single trial or study row run on the
+event loop itself when the storage is SQLite: one writer at a time, a transaction of a
+few tenths of a millisecond, and no thread hand-offs around the writer lock (the GIL
+passes between threads at every driver call otherwise, which bounded the threaded
+server). Everything else, and every call on PostgreSQL (network round trips), runs in a
+thread pool."""
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from concurrent.futures import Executor
+from typing import Any
 
 import grpc
 
@@ -18,13 +26,19 @@ from tunewire.server.errors import (
     StorageUnavailable,
     TunewireError,
 )
-from tunewire.server.service import TuningService
+from tunewire.server.service import (
+    SUGGEST_OPTIMISTIC_ROUNDS,
+    SUGGEST_STRIPES,
+    SuggestResult,
+    TuningService,
+    check_suggest_args,
+    suggest_stripe,
+)
 from tunewire.server.study import StudyState
 from tunewire.v1 import tuning_service_pb2 as api
 from tunewire.v1 import tuning_service_pb2_grpc as api_grpc
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
 
 STATUS_OF: dict[type[TunewireError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -35,29 +49,13 @@ STATUS_OF: dict[type[TunewireError], grpc.StatusCode] = {
 }
 
 
-def _rpc(method: F) -> F:
-    """Maps domain errors to gRPC status codes; anything else is INTERNAL and logged."""
+class TuningServicer:
+    """One method per RPC: protobuf in, one domain call, protobuf out. Domain errors are
+    raised as they are; AsyncTuningServicer turns them into status codes."""
 
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(self, request, context)
-        except TunewireError as exc:
-            context.abort(STATUS_OF.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
-        except Exception:
-            log.exception("internal error in %s", method.__name__)
-            context.abort(
-                grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}; see server log"
-            )
-
-    return wrapper  # type: ignore[return-value]
-
-
-class TuningServicer(api_grpc.TuningServiceServicer):
     def __init__(self, service: TuningService) -> None:
         self.service = service
 
-    @_rpc
     def CreateStudy(
         self, request: api.CreateStudyRequest, context: grpc.ServicerContext
     ) -> api.CreateStudyResponse:
@@ -65,13 +63,11 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         study, created = self.service.create_study(request.name, spec)
         return api.CreateStudyResponse(study=convert.study_to_pb(study), created=created)
 
-    @_rpc
     def GetStudy(
         self, request: api.GetStudyRequest, context: grpc.ServicerContext
     ) -> api.GetStudyResponse:
         return api.GetStudyResponse(study=convert.study_to_pb(self.service.get_study(request.name)))
 
-    @_rpc
     def ListStudies(
         self, request: api.ListStudiesRequest, context: grpc.ServicerContext
     ) -> api.ListStudiesResponse:
@@ -80,39 +76,38 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             studies=[convert.study_to_pb(s) for s in studies], next_page_token=token
         )
 
-    @_rpc
     def DeleteStudy(
         self, request: api.DeleteStudyRequest, context: grpc.ServicerContext
     ) -> api.DeleteStudyResponse:
         self.service.delete_study(request.name)
         return api.DeleteStudyResponse()
 
-    @_rpc
     def StopStudy(
         self, request: api.StopStudyRequest, context: grpc.ServicerContext
     ) -> api.StopStudyResponse:
         study = self.service.set_study_state(request.name, StudyState.STOPPED)
         return api.StopStudyResponse(study=convert.study_to_pb(study))
 
-    @_rpc
     def ResumeStudy(
         self, request: api.ResumeStudyRequest, context: grpc.ServicerContext
     ) -> api.ResumeStudyResponse:
         study = self.service.set_study_state(request.name, StudyState.ACTIVE)
         return api.ResumeStudyResponse(study=convert.study_to_pb(study))
 
-    @_rpc
     def SuggestTrials(
         self, request: api.SuggestTrialsRequest, context: grpc.ServicerContext
     ) -> api.SuggestTrialsResponse:
         result = self.service.suggest_trials(request.study_name, request.count, request.worker_id)
+        return self.suggest_response(result)
+
+    @staticmethod
+    def suggest_response(result: SuggestResult) -> api.SuggestTrialsResponse:
         return api.SuggestTrialsResponse(
             trials=[convert.trial_to_pb(t) for t in result.trials],
             study_done=result.study_done,
             retry_after_seconds=result.retry_after_seconds,
         )
 
-    @_rpc
     def ReportMeasurement(
         self, request: api.ReportMeasurementRequest, context: grpc.ServicerContext
     ) -> api.ReportMeasurementResponse:
@@ -128,7 +123,6 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             should_stop=decision is not None, stop_decision=convert.stop_to_pb(decision)
         )
 
-    @_rpc
     def Heartbeat(
         self, request: api.HeartbeatRequest, context: grpc.ServicerContext
     ) -> api.HeartbeatResponse:
@@ -137,7 +131,6 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
         return api.HeartbeatResponse(should_stop=should_stop, trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def CompleteTrial(
         self, request: api.CompleteTrialRequest, context: grpc.ServicerContext
     ) -> api.CompleteTrialResponse:
@@ -151,7 +144,6 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
         return api.CompleteTrialResponse(trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def FailTrial(
         self, request: api.FailTrialRequest, context: grpc.ServicerContext
     ) -> api.FailTrialResponse:
@@ -160,14 +152,12 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
         return api.FailTrialResponse(trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def ReleaseTrial(
         self, request: api.ReleaseTrialRequest, context: grpc.ServicerContext
     ) -> api.ReleaseTrialResponse:
         trial = self.service.release_trial(request.study_name, request.trial_id, request.worker_id)
         return api.ReleaseTrialResponse(trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def AddTrial(
         self, request: api.AddTrialRequest, context: grpc.ServicerContext
     ) -> api.AddTrialResponse:
@@ -177,14 +167,12 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
         return api.AddTrialResponse(trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def GetTrial(
         self, request: api.GetTrialRequest, context: grpc.ServicerContext
     ) -> api.GetTrialResponse:
         trial = self.service.get_trial(request.study_name, request.trial_id)
         return api.GetTrialResponse(trial=convert.trial_to_pb(trial))
 
-    @_rpc
     def ListTrials(
         self, request: api.ListTrialsRequest, context: grpc.ServicerContext
     ) -> api.ListTrialsResponse:
@@ -204,9 +192,88 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             trials=[convert.trial_to_pb(t) for t in trials], next_page_token=token
         )
 
-    @_rpc
     def ListOptimalTrials(
         self, request: api.ListOptimalTrialsRequest, context: grpc.ServicerContext
     ) -> api.ListOptimalTrialsResponse:
         trials = self.service.optimal_trials(request.study_name, request.count)
         return api.ListOptimalTrialsResponse(trials=[convert.trial_to_pb(t) for t in trials])
+
+
+# Calls cheap enough to run on the event loop with SQLite: one row lookup and a write.
+INLINE_ON_SQLITE = frozenset(
+    {
+        "ReportMeasurement",
+        "Heartbeat",
+        "CompleteTrial",
+        "FailTrial",
+        "ReleaseTrial",
+        "GetTrial",
+        "GetStudy",
+    }
+)
+RPC_NAMES = tuple(m.name for m in api.DESCRIPTOR.services_by_name["TuningService"].methods)
+
+
+def _async_rpc(name: str, where: str) -> Callable[..., Any]:
+    """An async handler for RPC `name`: TuningServicer's method run in the thread pool
+    (`where="pool"`) or on the loop (`"loop"`), or the servicer's own coroutine
+    (`"async"`); domain errors become status codes."""
+
+    async def call(
+        self: AsyncTuningServicer, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        try:
+            if where == "async":
+                return await getattr(self, f"_{name}")(request)
+            method = getattr(self.servicer, name)
+            if where == "loop":
+                return method(request, context)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, method, request, context)
+        except TunewireError as exc:
+            await context.abort(STATUS_OF.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
+        except Exception:
+            log.exception("internal error in %s", name)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error in {name}; see server log"
+            )
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+class AsyncTuningServicer(api_grpc.TuningServiceServicer):
+    """TuningServicer on grpc.aio: maps domain errors to status codes and decides, per
+    call, between the event loop (cheap calls on SQLite) and the thread pool."""
+
+    def __init__(self, service: TuningService, executor: Executor, *, inline_ok: bool) -> None:
+        self.servicer = TuningServicer(service)
+        self.service = service
+        self.executor = executor
+        self._suggest_locks = [asyncio.Lock() for _ in range(SUGGEST_STRIPES)]
+        for name in RPC_NAMES:
+            where = "loop" if inline_ok and name in INLINE_ON_SQLITE else "pool"
+            if inline_ok and name == "SuggestTrials":
+                where = "async"
+            setattr(self, name, _async_rpc(name, where).__get__(self))
+
+    async def _SuggestTrials(self, request: api.SuggestTrialsRequest) -> api.SuggestTrialsResponse:
+        return await self._suggest(request.study_name, request.count, request.worker_id)
+
+    async def _suggest(self, name: str, count: int, worker_id: str) -> api.SuggestTrialsResponse:
+        """TuningService.suggest_trials for SQLite, driven from the event loop: its two
+        transactions run here (a few tenths of a millisecond each), the algorithm in the
+        thread pool; suggestions for one study are serialised by an asyncio lock."""
+        count = check_suggest_args(count, worker_id)
+        loop = asyncio.get_running_loop()
+        async with self._suggest_locks[suggest_stripe(name)]:
+            plan = None
+            for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
+                result = self.service.suggest_round(name, count, worker_id, plan)
+                if isinstance(result, SuggestResult):
+                    return TuningServicer.suggest_response(result)
+                plan = await loop.run_in_executor(self.executor, self.service.compute_plan, result)
+            final = await loop.run_in_executor(
+                self.executor, self.service.suggest_final, name, count, worker_id
+            )
+            return TuningServicer.suggest_response(final)
