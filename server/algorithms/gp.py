@@ -286,35 +286,48 @@ class FastLogExpectedImprovement(AcquisitionFunction):
             engine = torch.quasirandom.SobolEngine(len(self._pending) + 1, scramble=True, seed=seed)
             uniform = engine.draw(MC_SAMPLES, dtype=DTYPE).clamp(1e-6, 1 - 1e-6)
             self._base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform)
+            # The pending trials' part of the joint posterior is the same for every
+            # candidate: computed once here, not at each of the search's hundreds of calls.
+            with torch.no_grad():
+                self._z_pending = self._pending / self._lengthscale
+                k_pending = kernel_matrix(self._z_pending, self._z)  # (k, n)
+                self._mean_pending = self._mean(k_pending)  # (k,)
+                self._v_pending = torch.linalg.solve_triangular(
+                    self._chol, k_pending.T, upper=False
+                )  # (n, k)
+                self._cov_pending = (
+                    kernel_matrix(self._z_pending, self._z_pending)
+                    - self._v_pending.T @ self._v_pending
+                )  # (k, k)
 
     def _mean(self, k_star: torch.Tensor) -> torch.Tensor:
         """Posterior mean from the kernel (..., n) between points and training inputs."""
         return self._constant + (k_star @ self._alpha).squeeze(-1)
 
-    def _mean_and_covariance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean (b, q) and covariance (b, q, q) of f at x (b, q, D), standardised."""
-        z = x / self._lengthscale
-        k_star = kernel_matrix(z, self._z)  # (b, q, n)
-        mean = self._mean(k_star)
-        b, q, n = k_star.shape
-        # One solve with b*q right-hand sides: a batched solve would copy the factor b times.
-        v = torch.linalg.solve_triangular(self._chol, k_star.reshape(b * q, n).T, upper=False)
-        v = v.T.reshape(b, q, n)
-        covariance = kernel_matrix(z, z) - v @ v.transpose(-1, -2)
-        return mean, covariance
-
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """X: (b, 1, D) candidates -> (b,) log expected improvement (standardised scale)."""
-        batch = torch.cat([X, self._pending.expand(len(X), -1, -1)], dim=-2)
-        mean, covariance = self._mean_and_covariance(batch)
-        sigma = covariance[..., 0, 0].clamp_min(1e-12).sqrt()
-        alone = _log_ei_helper((mean[..., 0] - self._best_f) / sigma) + sigma.log()
+        z = X[:, 0, :] / self._lengthscale  # (b, D)
+        k_star = kernel_matrix(z, self._z)  # (b, n)
+        mean = self._mean(k_star)  # (b,)
+        # One solve with b right-hand sides: a batched solve would copy the factor b times.
+        v = torch.linalg.solve_triangular(self._chol, k_star.T, upper=False)  # (n, b)
+        variance = kernel_matrix(z[:, None, :], z[:, None, :])[:, 0, 0] - (v * v).sum(0)
+        sigma = variance.clamp_min(1e-12).sqrt()
+        alone = _log_ei_helper((mean - self._best_f) / sigma) + sigma.log()
         if not len(self._pending):
             return alone
-        q = batch.shape[-2]
-        jitter = 1e-8 * torch.eye(q, dtype=DTYPE)
+        # The joint posterior of (candidate, pending trials): the pending block is fixed.
+        k = len(self._pending)
+        cross = kernel_matrix(z, self._z_pending) - v.T @ self._v_pending  # (b, k)
+        top = torch.cat([variance[:, None], cross], dim=-1)[:, None, :]  # (b, 1, 1 + k)
+        rest = torch.cat(
+            [cross[:, :, None], self._cov_pending.expand(len(z), k, k)], dim=-1
+        )  # (b, k, 1 + k)
+        covariance = torch.cat([top, rest], dim=-2)
+        joint_mean = torch.cat([mean[:, None], self._mean_pending.expand(len(z), k)], dim=-1)
+        jitter = 1e-8 * torch.eye(k + 1, dtype=DTYPE)
         chol, _ = torch.linalg.cholesky_ex(covariance + jitter)
-        samples = mean[:, None, :] + self._base_samples @ chol.transpose(-1, -2)  # (b, s, q)
+        samples = joint_mean[:, None, :] + self._base_samples @ chol.transpose(-1, -2)  # (b, s, q)
         log_improvement = log_fatplus(samples - self._best_f, tau=TAU_RELU)
         joint = logmeanexp(fatmax(log_improvement, dim=-1, tau=TAU_MAX), dim=-1)
         # The batch's improvement is at least the candidate's own, known exactly; where
