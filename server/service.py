@@ -455,7 +455,7 @@ class TuningService:
                 suggested = plan.suggestions[:need]
             else:
                 algorithm = get_algorithm(spec.algorithm)
-                request = self._algorithm_request(repo, row, spec, need, algorithm)
+                request = self._algorithm_request(repo, row, spec, need, algorithm, max_id)
                 if defer and getattr(algorithm, "uses_history", True):
                     return SuggestPlan(spec, request, max_id, need)
                 suggested = self._compute(SuggestPlan(spec, request, max_id, need))
@@ -491,10 +491,15 @@ class TuningService:
 
     @staticmethod
     def _algorithm_request(
-        repo: Repository, row: StudyRow, spec: StudySpec, count: int, algorithm: Any
+        repo: Repository,
+        row: StudyRow,
+        spec: StudySpec,
+        count: int,
+        algorithm: Any,
+        max_trial_id: int,
     ) -> SuggestRequest:
         if not getattr(algorithm, "uses_history", True):
-            return SuggestRequest(spec, [], [], count, repo.max_trial_id(row.id))
+            return SuggestRequest(spec, [], [], count, max_trial_id)
         all_trials = repo.trials_where(row.id)
         observations = [
             Observation(

@@ -227,6 +227,38 @@ _INSERT_MEASUREMENT = DriverStatement(
     .returning(measurements.c.step),
 )
 
+# The statements of a suggestion (its common shapes: a worker's held trials, the enqueued
+# ones, the id counter), built once instead of at every call.
+_HELD_TRIALS = DriverStatement(
+    select(trials)
+    .where(
+        and_(
+            trials.c.study_id == bindparam("sid"),
+            trials.c.state == bindparam("state"),
+            trials.c.worker_id == bindparam("worker"),
+        )
+    )
+    .order_by(trials.c.trial_id)
+)
+_TRIALS_IN_STATE = DriverStatement(
+    select(trials)
+    .where(and_(trials.c.study_id == bindparam("sid"), trials.c.state == bindparam("state")))
+    .order_by(trials.c.trial_id)
+    .limit(bindparam("limit", literal_execute=False))
+)
+_MAX_TRIAL_ID = DriverStatement(
+    select(func.coalesce(func.max(trials.c.trial_id), 0)).where(
+        trials.c.study_id == bindparam("sid")
+    )
+)
+_ALLOCATE_TRIAL_IDS = DriverStatement(
+    update(studies)
+    .where(studies.c.id == bindparam("sid"))
+    .values(next_trial_id=studies.c.next_trial_id + bindparam("n"))
+    .returning(studies.c.next_trial_id)
+)
+_LOCK_STUDY = DriverStatement(text("SELECT pg_advisory_xact_lock(20517, :sid)"))
+
 
 class Repository:
     """Reads and writes within one transaction. Only the service calls it."""
@@ -240,9 +272,7 @@ class Repository:
         """Serialises structural changes of one study across replicas (PostgreSQL);
         SQLite transactions are already serialised by BEGIN IMMEDIATE."""
         if self.is_postgres:
-            self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 20_517, "b": study_id}
-            )
+            _LOCK_STUDY.execute(self.conn, {"sid": study_id}).fetchall()
 
     def find_study(self, name: str) -> StudyRow | None:
         row = self.conn.execute(_FIND_STUDY, {"name": name}).first()
@@ -313,12 +343,7 @@ class Repository:
 
     def allocate_trial_ids(self, study_id: int, n: int) -> int:
         """Reserves n consecutive trial ids; returns the first."""
-        first = self.conn.execute(
-            update(studies)
-            .where(studies.c.id == study_id)
-            .values(next_trial_id=studies.c.next_trial_id + n)
-            .returning(studies.c.next_trial_id)
-        ).scalar_one()
+        first = _ALLOCATE_TRIAL_IDS.execute(self.conn, {"sid": study_id, "n": n}).fetchone()[0]
         return int(first) - n
 
     # -- trials -------------------------------------------------------------------
@@ -353,8 +378,20 @@ class Repository:
         after_id: int = 0,
         limit: int | None = None,
     ) -> list[Trial]:
-        conditions = [trials.c.study_id == study_id, trials.c.trial_id > after_id]
         state_list = [s.value for s in states]
+        if len(state_list) == 1 and not after_id:
+            # The shapes a suggestion asks for, prebuilt.
+            if worker_id is not None and limit is None:
+                cursor = _HELD_TRIALS.execute(
+                    self.conn, {"sid": study_id, "state": state_list[0], "worker": worker_id}
+                )
+                return [_trial_from_row(dict(zip(_TRIAL_KEYS, r, strict=True))) for r in cursor]
+            if worker_id is None and limit is not None:
+                cursor = _TRIALS_IN_STATE.execute(
+                    self.conn, {"sid": study_id, "state": state_list[0], "limit": limit}
+                )
+                return [_trial_from_row(dict(zip(_TRIAL_KEYS, r, strict=True))) for r in cursor]
+        conditions = [trials.c.study_id == study_id, trials.c.trial_id > after_id]
         if state_list:
             conditions.append(trials.c.state.in_(state_list))
         if worker_id is not None:
@@ -396,13 +433,7 @@ class Repository:
         return lost
 
     def max_trial_id(self, study_id: int) -> int:
-        return int(
-            self.conn.execute(
-                select(func.coalesce(func.max(trials.c.trial_id), 0)).where(
-                    trials.c.study_id == study_id
-                )
-            ).scalar_one()
-        )
+        return int(_MAX_TRIAL_ID.execute(self.conn, {"sid": study_id}).fetchone()[0])
 
     def count_budget_trials(self, study_id: int) -> int:
         """Trials that use the trial budget: everything but LOST and REQUESTED."""
