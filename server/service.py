@@ -64,10 +64,8 @@ class SuggestPlan:
     """An algorithm's inputs read in one transaction and, once computed outside it, its
     suggestions; valid while the study's largest trial id is still `max_trial_id`."""
 
-    spec: StudySpec
     request: SuggestRequest
     max_trial_id: int
-    count: int
     suggestions: list[Params] = field(default_factory=list)
 
 
@@ -451,14 +449,14 @@ class TuningService:
         suggested: list[Params] = []
         if need > 0:
             max_id = repo.max_trial_id(row.id)
-            if plan is not None and plan.max_trial_id == max_id and plan.count >= need:
+            if plan is not None and plan.max_trial_id == max_id and plan.request.count >= need:
                 suggested = plan.suggestions[:need]
             else:
                 algorithm = get_algorithm(spec.algorithm)
                 request = self._algorithm_request(repo, row, spec, need, algorithm, max_id)
                 if defer and getattr(algorithm, "uses_history", True):
-                    return SuggestPlan(spec, request, max_id, need)
-                suggested = self._compute(SuggestPlan(spec, request, max_id, need))
+                    return SuggestPlan(request, max_id)
+                suggested = self._compute(SuggestPlan(request, max_id))
         if suggested:
             first = repo.allocate_trial_ids(row.id, len(suggested))
             new = [
@@ -514,14 +512,14 @@ class TuningService:
         pending = [
             t.parameters for t in all_trials if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
         ]
-        trial_index = max((t.id for t in all_trials), default=0)
-        return SuggestRequest(spec, observations, pending, count, trial_index)
+        return SuggestRequest(spec, observations, pending, count, max_trial_id)
 
     @staticmethod
     def _compute(plan: SuggestPlan) -> list[Params]:
-        suggestions = get_algorithm(plan.spec.algorithm).suggest(plan.request)
+        request = plan.request
+        suggestions = get_algorithm(request.spec.algorithm).suggest(request)
         # Algorithms are trusted but checked: an invalid configuration never reaches a worker.
-        return [plan.spec.space.validate(p) for p in suggestions[: plan.count]]
+        return [request.spec.space.validate(p) for p in suggestions[: request.count]]
 
     def report(
         self, name: str, trial_id: int, worker_id: str, measurement: Measurement

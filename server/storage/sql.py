@@ -381,15 +381,16 @@ class Repository:
         state_list = [s.value for s in states]
         if len(state_list) == 1 and not after_id:
             # The shapes a suggestion asks for, prebuilt.
+            cursor = None
             if worker_id is not None and limit is None:
                 cursor = _HELD_TRIALS.execute(
                     self.conn, {"sid": study_id, "state": state_list[0], "worker": worker_id}
                 )
-                return [_trial_from_row(dict(zip(_TRIAL_KEYS, r, strict=True))) for r in cursor]
-            if worker_id is None and limit is not None:
+            elif worker_id is None and limit is not None:
                 cursor = _TRIALS_IN_STATE.execute(
                     self.conn, {"sid": study_id, "state": state_list[0], "limit": limit}
                 )
+            if cursor is not None:
                 return [_trial_from_row(dict(zip(_TRIAL_KEYS, r, strict=True))) for r in cursor]
         conditions = [trials.c.study_id == study_id, trials.c.trial_id > after_id]
         if state_list:
