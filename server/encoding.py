@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tunewire.server.space import ParameterKind, ParameterSpec, Params, ParamValue, SearchSpace
+from tunewire.server.space import (
+    Condition,
+    ParameterKind,
+    ParameterSpec,
+    Params,
+    ParamValue,
+    SearchSpace,
+)
 
 INACTIVE_VALUE = 0.5
 
@@ -193,16 +200,25 @@ class ModelEncoding:
         return np.where(mask, x, self.inactive_values)
 
     def active_mask(self, x: np.ndarray) -> np.ndarray:
-        """Boolean (n, D): which columns of each row belong to active parameters."""
+        """Boolean (n, D): which columns of each row belong to active parameters.
+
+        Vectorised over rows: a parameter is active where its parent is active and the
+        parent's decoded value meets the condition, the same decision `decode` makes
+        row by row (the acquisition search asks this for thousands of candidates)."""
         x = np.atleast_2d(x)
         mask = np.ones(x.shape, dtype=bool)
         if not self.conditional:
             return mask
-        for row, out in zip(x, mask, strict=True):
-            params = self.decode(row)
-            for b in self.blocks:
-                if b.spec.name not in params:
-                    out[b.start : b.stop] = False
+        active: dict[str, np.ndarray] = {}
+        for b in self.blocks:
+            condition = b.spec.condition
+            if condition is None:
+                on = np.ones(len(x), dtype=bool)
+            else:
+                parent = self.blocks[self._index[condition.parent]]
+                on = active[condition.parent] & _condition_holds(condition, parent, x)
+            active[b.spec.name] = on
+            mask[:, b.start : b.stop] = on[:, None]
         return mask
 
     def choices(self, block: ColumnBlock, current: float | None = None) -> np.ndarray:
@@ -257,6 +273,49 @@ def encode_every_parameter(encoding: ModelEncoding, u: np.ndarray) -> np.ndarray
             out[np.arange(len(u)), b.start + index] = 1.0
         elif b.spec.kind is ParameterKind.FLOAT:
             out[:, b.start] = column
+        elif b.grid is not None:  # bin centres, exactly as unit_from_value gives them
+            out[:, b.start] = b.grid[_bin_indices(b.spec, column)]
         else:
             out[:, b.start] = [unit_from_value(b.spec, value_from_unit(b.spec, c)) for c in column]
     return out
+
+
+def _bin_indices(spec: ParameterSpec, u: np.ndarray) -> np.ndarray:
+    """Vectorised value_from_unit for discrete, categorical and integer parameters: the
+    index of each unit coordinate's value among the parameter's values (choices, or
+    low..high for integers)."""
+    u = np.clip(u, 0.0, 1.0)
+    if spec.kind is not ParameterKind.INTEGER:
+        return np.minimum((u * len(spec.choices)).astype(int), len(spec.choices) - 1)
+    lo, hi = _int_bounds(spec)
+    x = lo + u * (hi - lo)
+    value = np.exp(x) if spec.log else x
+    return (np.clip(np.round(value), spec.low, spec.high) - spec.low).astype(int)
+
+
+def _condition_holds(condition: Condition, parent: ColumnBlock, x: np.ndarray) -> np.ndarray:
+    """Whether the parent's decoded value in each row of model inputs x meets `condition`."""
+    spec = parent.spec
+    if spec.kind is ParameterKind.CATEGORICAL:
+        index = np.argmax(x[:, parent.start : parent.stop], axis=1)
+        return np.array([condition.holds(c) for c in spec.choices])[index]
+    u = x[:, parent.start]
+    if spec.kind is ParameterKind.DISCRETE:
+        return np.array([condition.holds(c) for c in spec.choices])[_bin_indices(spec, u)]
+    if spec.kind is ParameterKind.INTEGER:
+        values = _bin_indices(spec, u) + spec.low
+    else:
+        u = np.clip(u, 0.0, 1.0)
+        if spec.log:
+            lo, hi = math.log(spec.low), math.log(spec.high)
+            values = np.clip(np.exp(lo + u * (hi - lo)), spec.low, spec.high)
+        else:
+            values = spec.low + u * (spec.high - spec.low)
+    holds = np.ones(len(x), dtype=bool)
+    if condition.values:
+        holds &= np.isin(values, np.array(condition.values, dtype=float))
+    if condition.min_value is not None:
+        holds &= values >= condition.min_value
+    if condition.max_value is not None:
+        holds &= values <= condition.max_value
+    return holds
