@@ -80,8 +80,11 @@ def test_serve_with_no_flags_uses_sqlite_in_working_dir(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, TUNEWIRE_PORT=str(port), TUNEWIRE_HOST="127.0.0.1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunewire.client.cli", "serve"], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "tunewire.client.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         client = TuningClient(f"127.0.0.1:{port}", retry_timeout=60)
