@@ -20,6 +20,10 @@ Two throughput measures, both with their speed-up over one worker (same seed):
 - steady: trials per minute from the first trial's start (the server's timestamp of the
   suggestion request that created it) to the last trial's end, i.e. without start-up, as
   in a long tuning run.
+Per-seed speed-ups pair each seed's jobs, which is exact for Sobol but not for GP: one and
+two GP workers train different networks (completion order changes the history), so the
+table also gives pooled speed-ups (all seeds' trials over all seeds' time), the training
+time per trial (which networks a job trained) and the server's CPU per trial.
 Appends the table to benchmarks/RESULTS.md (section "bench_trainers").
 """
 
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +59,28 @@ class Run:
     best_val_loss: float
     best_test_accuracy: float  # of the trial with the best validation loss
     epochs: int
+    span_s: float  # first trial's start to last trial's end
+    train_s: float  # the trainers' own training time, summed over trials
+    server_cpu_s: float  # CPU the server spent during the job (mostly its GP)
 
 
-def run_once(target: str, algorithm: str, workers: int, seed: int, budget: int, log: Path) -> Run:
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_once(
+    target: str, algorithm: str, workers: int, seed: int, budget: int, log: Path, server_pid: int
+) -> Run:
     """One tuning job: a fresh study and `workers` trainer processes until the budget is spent."""
     study = f"bench-{algorithm}-{workers}w-s{seed}-{time.time_ns()}"
     spec = BUILTIN_TASKS[TASK].default_spec()
     spec.update(algorithm=algorithm, seed=seed, max_trials=budget, early_stopping={"rule": "none"})
     with TuningClient(target) as client:
         client.create_study(study, spec)
+        cpu_before = _cpu_seconds(server_pid)
         started = time.perf_counter()
         with log.open("a") as out:
             procs = [
@@ -92,6 +110,7 @@ def run_once(target: str, algorithm: str, workers: int, seed: int, budget: int, 
             ]
             codes = [p.wait() for p in procs]
         wall = time.perf_counter() - started
+        server_cpu = _cpu_seconds(server_pid) - cpu_before
         if any(codes):
             raise RuntimeError(f"a trainer exited with {codes}; see {log}")
         trials = client.list_trials(study, measurements=False)
@@ -111,6 +130,9 @@ def run_once(target: str, algorithm: str, workers: int, seed: int, budget: int, 
         best_val_loss=metrics.get("val_loss", float("nan")),
         best_test_accuracy=metrics.get("test_accuracy", float("nan")),
         epochs=int(sum((t.final_metrics or {}).get("epochs_trained", 0) for t in finished)),
+        span_s=span,
+        train_s=sum((t.final_metrics or {}).get("train_seconds", 0.0) for t in finished),
+        server_cpu_s=server_cpu,
     )
 
 
@@ -121,11 +143,18 @@ def _median_iqr(values: list[float], fmt: str) -> str:
     return f"{format(statistics.median(values), fmt)} [{format(q[0], fmt)}–{format(q[2], fmt)}]"
 
 
+def _pooled_rate(runs: Iterable[Run], seconds: str) -> float:
+    """Trials per second over all seeds' jobs together: total trials over total time."""
+    runs = list(runs)
+    return sum(r.trials for r in runs) / sum(getattr(r, seconds) for r in runs)
+
+
 def table(runs: list[Run], worker_counts: list[int]) -> str:
     lines = [
         "| algorithm | workers | trials | wall s | speed-up vs 1, wall | steady trials/min | "
-        "speed-up vs 1, steady | best val loss | its test accuracy | epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "speed-up vs 1, steady | pooled speed-up, wall / steady | training s per trial | "
+        "server CPU s per trial | best val loss | its test accuracy | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algorithm in dict.fromkeys(r.algorithm for r in runs):
         ones = {r.seed: r for r in runs if r.algorithm == algorithm and r.workers == 1}
@@ -142,12 +171,20 @@ def table(runs: list[Run], worker_counts: list[int]) -> str:
                 r.trials_per_min / ones[r.seed].trials_per_min for r in rs if r.seed in ones
             ]
             trials = sorted({r.trials for r in rs})
+            pooled = "n/a"
+            if ones:
+                pooled = (
+                    f"{_pooled_rate(rs, 'wall_s') / _pooled_rate(ones.values(), 'wall_s'):.2f} / "
+                    f"{_pooled_rate(rs, 'span_s') / _pooled_rate(ones.values(), 'span_s'):.2f}"
+                )
             lines.append(
                 f"| {algorithm} | {n} | {'/'.join(map(str, trials))} | "
                 f"{_median_iqr([r.wall_s for r in rs], '.1f')} | "
                 f"{_median_iqr(wall_up, '.2f') if wall_up else 'n/a'} | "
                 f"{_median_iqr([r.trials_per_min for r in rs], '.1f')} | "
-                f"{_median_iqr(steady_up, '.2f') if steady_up else 'n/a'} | "
+                f"{_median_iqr(steady_up, '.2f') if steady_up else 'n/a'} | {pooled} | "
+                f"{_median_iqr([r.train_s / r.trials for r in rs], '.2f')} | "
+                f"{_median_iqr([r.server_cpu_s / r.trials for r in rs], '.2f')} | "
                 f"{_median_iqr([r.best_val_loss for r in rs], '.4f')} | "
                 f"{_median_iqr([r.best_test_accuracy for r in rs], '.4f')} | "
                 f"{_median_iqr([float(r.epochs) for r in rs], '.0f')} |"
@@ -184,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                     # Alternate the order so that drift in machine load hits every count.
                     order = worker_counts if seed % 2 == 0 else worker_counts[::-1]
                     for workers in order:
-                        run = run_once(f"127.0.0.1:{port}", algorithm, workers, seed, budget, log)
+                        run = run_once(
+                            f"127.0.0.1:{port}", algorithm, workers, seed, budget, log, server.pid
+                        )
                         runs.append(run)
                         print(
                             f"{algorithm} seed {seed} workers {workers}: {run.trials} trials in "
@@ -214,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             "(importing torch, loading data); its speed-up is that of trials per wall minute. "
             "Steady: trials per minute from the first trial's start (the suggestion request that "
             "created it, server time) to the last trial's end, without start-up. Speed-ups are "
-            "per seed against one worker. Test accuracy is that of the trial with the best "
-            "validation loss."
+            "per seed against one worker; pooled speed-ups divide all seeds' trials by all "
+            "seeds' time (the throughput of one long run). Training s: the trainers' own "
+            "training time per trial (which networks a job trained); server CPU: the server "
+            "process's CPU per trial, mostly its GP. Test accuracy is that of the trial with "
+            "the best validation loss."
         )
         append_results("bench_trainers", command, result, notes, ("torch", "grpcio"))
     return 0
