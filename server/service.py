@@ -86,6 +86,101 @@ def suggest_stripe(name: str) -> int:
 
 
 @dataclass(frozen=True)
+class SuggestAsk:
+    """One worker's request for trials."""
+
+    worker_id: str
+    count: int
+
+
+class SuggestCombiner:
+    """Answers concurrent suggestion requests for one study in this process together.
+
+    On PostgreSQL a study's suggestions are serialised by its advisory lock for a whole
+    transaction (about ten statements), so under load workers queued for it one by one
+    and suggestions, not the server's CPU, set the pace. Here the first request for a
+    study becomes the leader and runs one transaction for every request queued by then
+    (`run(name, asks)`, answered in arrival order, one algorithm call for all); requests
+    arriving meanwhile wait, and the leader hands the lead to the first of them when it
+    is done (flat combining). A worker's second request never shares a transaction with
+    its first, so it sees the trial the first one got, exactly as if serialised.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[str, Sequence[SuggestAsk]], list[SuggestResult]],
+        max_count: int = MAX_SUGGEST_COUNT,
+    ) -> None:
+        self._run = run
+        self._max_count = max_count
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[_Waiter]] = {}
+
+    def submit(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        me = _Waiter(ask)
+        with self._lock:
+            queue = self._queues.get(name)
+            if queue is None:
+                self._queues[name] = []  # no one queued and no leader: lead
+                me.lead = True
+            else:
+                queue.append(me)
+        if not me.lead:
+            me.event.wait()
+            if not me.lead:
+                return me.answer()
+        self._serve(name, me)
+        return me.answer()
+
+    def _serve(self, name: str, me: _Waiter) -> None:
+        """As leader: one batch (this request and those queued), then pass the lead on."""
+        with self._lock:
+            queue = self._queues[name]
+            batch, rest, workers, total = [me], [], {me.ask.worker_id}, me.ask.count
+            for w in queue:
+                if w.ask.worker_id in workers or total + w.ask.count > self._max_count:
+                    rest.append(w)
+                else:
+                    batch.append(w)
+                    workers.add(w.ask.worker_id)
+                    total += w.ask.count
+            queue[:] = rest
+        try:
+            results = self._run(name, [w.ask for w in batch])
+            for w, result in zip(batch, results, strict=True):
+                w.result = result
+        except BaseException as exc:  # every request of the batch gets the study's error
+            for w in batch:
+                w.error = exc
+        with self._lock:
+            queue = self._queues[name]
+            if queue:
+                heir = queue.pop(0)
+                heir.lead = True
+                heir.event.set()
+            else:
+                del self._queues[name]
+        for w in batch:
+            if w is not me:
+                w.event.set()
+
+
+class _Waiter:
+    def __init__(self, ask: SuggestAsk) -> None:
+        self.ask = ask
+        self.event = threading.Event()
+        self.lead = False
+        self.result: SuggestResult | None = None
+        self.error: BaseException | None = None
+
+    def answer(self) -> SuggestResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@dataclass(frozen=True)
 class SuggestResult:
     trials: list[Trial]
     study_done: bool
@@ -136,6 +231,8 @@ class TuningService:
         self._spec_cache: dict[str, StudySpec] = {}
         # SQLite only: serialises one process's suggestions per study (striped by name).
         self._suggest_locks = [threading.Lock() for _ in range(SUGGEST_STRIPES)]
+        # PostgreSQL only: concurrent suggestions for a study share one transaction.
+        self._combiner = SuggestCombiner(self.suggest_together)
 
     # -- helpers ----------------------------------------------------------------------
     def _spec(self, row: StudyRow) -> StudySpec:
@@ -342,8 +439,9 @@ class TuningService:
         if not self.storage.single_writer:
             # PostgreSQL: the per-study advisory lock serialises suggestions for the study
             # while reports, heartbeats and other studies go on, so the algorithm runs
-            # inside the transaction.
-            return self.suggest_final(name, count, worker_id)
+            # inside the transaction. Asks that arrive while one is in progress are
+            # answered together by the next transaction (see SuggestCombiner).
+            return self._combiner.submit(name, SuggestAsk(worker_id, count))
         # SQLite has one writer for the whole file: the algorithm (a GP fit takes a tenth
         # of a second or more) runs between two transactions, not inside one, so reports
         # and other studies never wait for it. Suggestions for one study are serialised
@@ -364,23 +462,26 @@ class TuningService:
     ) -> SuggestResult | SuggestPlan:
         """One transaction: the suggestion, unless a history-based algorithm must run
         first (then its inputs; call again with them computed by `compute_plan`)."""
-        return self.storage.run(
+        result = self.storage.run(
             functools.partial(
                 self._suggest_op,
                 name=name,
-                count=count,
-                worker_id=worker_id,
+                asks=[SuggestAsk(worker_id, count)],
                 plan=plan,
                 defer=True,
             )
         )
+        return result if isinstance(result, SuggestPlan) else result[0]
 
     def suggest_final(self, name: str, count: int, worker_id: str) -> SuggestResult:
         """One transaction that runs the algorithm inside it: always makes progress."""
-        result = self.storage.run(
-            functools.partial(self._suggest_op, name=name, count=count, worker_id=worker_id)
-        )
-        assert isinstance(result, SuggestResult)
+        return self.suggest_together(name, [SuggestAsk(worker_id, count)])[0]
+
+    def suggest_together(self, name: str, asks: Sequence[SuggestAsk]) -> list[SuggestResult]:
+        """Several workers' asks of one study answered in one transaction (in order), with
+        one algorithm call for all of them: a batch, jointly chosen."""
+        result = self.storage.run(functools.partial(self._suggest_op, name=name, asks=asks))
+        assert isinstance(result, list)
         return result
 
     @staticmethod
@@ -392,61 +493,57 @@ class TuningService:
         self,
         repo: Repository,
         name: str,
-        count: int,
-        worker_id: str,
+        asks: Sequence[SuggestAsk],
         plan: SuggestPlan | None = None,
         *,
         defer: bool = False,
-    ) -> SuggestResult | SuggestPlan:
-        """One suggest transaction. With `defer`, a history-based algorithm is not run here:
-        the transaction returns its inputs (a SuggestPlan) unless `plan` already holds
-        suggestions computed from the study as it still is (same largest trial id)."""
+    ) -> list[SuggestResult] | SuggestPlan:
+        """One suggest transaction for one or more workers' asks of one study, answered in
+        order. With `defer`, a history-based algorithm is not run here: the transaction
+        returns its inputs (a SuggestPlan) unless `plan` already holds suggestions
+        computed from the study as it still is (same largest trial id)."""
         row = self._study_row(repo, name)
         spec = self._spec(row)
         now = self.clock()
         repo.lock_study(row.id)
         self._expire_leases(repo, row, spec, now)
-        held = repo.trials_where(row.id, states=(TrialState.ACTIVE,), worker_id=worker_id)
-        for t in held:
-            t.study_name = name
-            self._renew(repo, row, spec, t, now)
-        if len(held) >= count:
-            return SuggestResult(held, False)
+        if len(asks) == 1:
+            held_by = {
+                asks[0].worker_id: repo.trials_where(
+                    row.id, states=(TrialState.ACTIVE,), worker_id=asks[0].worker_id
+                )
+            }
+        else:
+            held_by = {}
+            for t in repo.trials_where(row.id, states=(TrialState.ACTIVE,)):
+                held_by.setdefault(t.worker_id, []).append(t)
+        out: list[list[Trial]] = []
+        for ask in asks:
+            held = held_by.get(ask.worker_id, [])
+            for t in held:
+                t.study_name = name
+                self._renew(repo, row, spec, t, now)
+            out.append(list(held))
+        # How many new trials each ask gets, within the budget and the concurrency cap.
+        wants = [max(0, ask.count - len(got)) for ask, got in zip(asks, out, strict=True)]
         if row.state != StudyState.ACTIVE.value:  # stopped or completed
-            return SuggestResult(held, not held)
-        want = count - len(held)
+            return [SuggestResult(got, not got) for got in out]
+        budget = sum(wants)
         if spec.max_trials > 0:
-            want = min(want, spec.max_trials - repo.count_budget_trials(row.id))
+            budget = min(budget, spec.max_trials - repo.count_budget_trials(row.id))
         if spec.max_concurrent_trials > 0:
             active = repo.trial_counts([row.id])[row.id].get(TrialState.ACTIVE, 0)
-            want = min(want, spec.max_concurrent_trials - active)
-        if want <= 0:
-            if held:
-                return SuggestResult(held, False)
-            done = self._complete_study_if_done(repo, row, spec)
-            return SuggestResult([], done, 0.0 if done else RETRY_AFTER_S)
+            budget = min(budget, spec.max_concurrent_trials - active)
+        for i, want in enumerate(wants):
+            wants[i] = max(0, min(want, budget))
+            budget -= wants[i]
+        total = sum(wants)
         lease = now + spec.lease_timeout_seconds
-        started = {
-            "worker_id": worker_id,
-            "started_at": now,
-            "lease_expires": lease,
-        }
-        out = list(held)
-        enqueued = repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=want)
-        for t in enqueued:
-            repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
-            out.append(
-                replace(
-                    t,
-                    study_name=name,
-                    state=TrialState.ACTIVE,
-                    worker_id=worker_id,
-                    start_time=now,
-                    lease_expires=lease,
-                )
-            )
-        need = want - len(enqueued)
+        enqueued = (
+            repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=total) if total else []
+        )
         suggested: list[Params] = []
+        need = total - len(enqueued)
         if need > 0:
             max_id = repo.max_trial_id(row.id)
             if plan is not None and plan.max_trial_id == max_id and plan.request.count >= need:
@@ -457,35 +554,63 @@ class TuningService:
                 if defer and getattr(algorithm, "uses_history", True):
                     return SuggestPlan(request, max_id)
                 suggested = self._compute(SuggestPlan(request, max_id))
-        if suggested:
-            first = repo.allocate_trial_ids(row.id, len(suggested))
-            new = [
-                Trial(
+        first = repo.allocate_trial_ids(row.id, len(suggested)) if suggested else 0
+        new_rows = []
+        queue = list(enqueued)
+        fresh = iter(enumerate(suggested))
+        for ask, got, want in zip(asks, out, wants, strict=True):
+            started = {"worker_id": ask.worker_id, "started_at": now, "lease_expires": lease}
+            for _ in range(want):
+                if queue:
+                    t = queue.pop(0)
+                    repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
+                    got.append(
+                        replace(
+                            t,
+                            study_name=name,
+                            state=TrialState.ACTIVE,
+                            worker_id=ask.worker_id,
+                            start_time=now,
+                            lease_expires=lease,
+                        )
+                    )
+                    continue
+                step = next(fresh, None)
+                if step is None:
+                    break
+                i, params = step
+                t = Trial(
                     name,
                     first + i,
                     params,
                     TrialState.ACTIVE,
                     TrialSource.ALGORITHM,
-                    worker_id=worker_id,
+                    worker_id=ask.worker_id,
                     create_time=now,
                     start_time=now,
                     lease_expires=lease,
                 )
-                for i, params in enumerate(suggested)
-            ]
-            repo.insert_trials(
-                row.id,
-                [trial_row(t.id, t.parameters, t.state, t.source, now, **started) for t in new],
-            )
-            out.extend(new)
-        if not out:
-            # The algorithm has nothing more to offer (e.g. a finished grid).
-            running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
-            if not running:
-                repo.set_study_state(row.id, StudyState.COMPLETED.value)
-                return SuggestResult([], True)
-            return SuggestResult([], False, RETRY_AFTER_S)
-        return SuggestResult(out, False)
+                new_rows.append(trial_row(t.id, t.parameters, t.state, t.source, now, **started))
+                got.append(t)
+        if new_rows:
+            repo.insert_trials(row.id, new_rows)
+        results = []
+        for got, want in zip(out, wants, strict=True):
+            if got:
+                results.append(SuggestResult(got, False))
+            elif want <= 0:
+                # No room: the budget is used or the concurrency cap reached.
+                done = self._complete_study_if_done(repo, row, spec)
+                results.append(SuggestResult([], done, 0.0 if done else RETRY_AFTER_S))
+            else:
+                # The algorithm has nothing more to offer (e.g. a finished grid).
+                running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
+                if not running:
+                    repo.set_study_state(row.id, StudyState.COMPLETED.value)
+                    results.append(SuggestResult([], True))
+                else:
+                    results.append(SuggestResult([], False, RETRY_AFTER_S))
+        return results
 
     @staticmethod
     def _algorithm_request(
