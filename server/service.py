@@ -103,16 +103,20 @@ class SuggestCombiner:
     (`run(name, asks)`, answered in arrival order, one algorithm call for all); requests
     arriving meanwhile wait, and the leader hands the lead to the first of them when it
     is done (flat combining). A worker's second request never shares a transaction with
-    its first, so it sees the trial the first one got, exactly as if serialised.
+    its first, so it sees the trial the first one got, exactly as if serialised. A batch
+    asks for at most `limit(name)` trials: 1 for an algorithm whose batches cost more than
+    single suggestions (the GP), where requests are answered one at a time as before.
     """
 
     def __init__(
         self,
         run: Callable[[str, Sequence[SuggestAsk]], list[SuggestResult]],
-        max_count: int = MAX_SUGGEST_COUNT,
+        limit: Callable[[str], int] = lambda name: MAX_SUGGEST_COUNT,
     ) -> None:
+        """`run(name, asks)` answers asks in one transaction; `limit(name)` is the most
+        trials one batch of that study may ask for (1: one request at a time)."""
         self._run = run
-        self._max_count = max_count
+        self._limit = limit
         self._lock = threading.Lock()
         self._queues: dict[str, list[_Waiter]] = {}
 
@@ -137,8 +141,9 @@ class SuggestCombiner:
         with self._lock:
             queue = self._queues[name]
             batch, rest, workers, total = [me], [], {me.ask.worker_id}, me.ask.count
+            limit = self._limit(name)
             for w in queue:
-                if w.ask.worker_id in workers or total + w.ask.count > self._max_count:
+                if w.ask.worker_id in workers or total + w.ask.count > limit:
                     rest.append(w)
                 else:
                     batch.append(w)
@@ -231,8 +236,13 @@ class TuningService:
         self._spec_cache: dict[str, StudySpec] = {}
         # SQLite only: serialises one process's suggestions per study (striped by name).
         self._suggest_locks = [threading.Lock() for _ in range(SUGGEST_STRIPES)]
-        # PostgreSQL only: concurrent suggestions for a study share one transaction.
-        self._combiner = SuggestCombiner(self.suggest_together)
+        # PostgreSQL only: concurrent suggestions for a study share one transaction, up to
+        # a batch size learnt from the study's algorithm by its last suggestion (a hint:
+        # unknown or stale, it only changes how requests are grouped).
+        self._combine_limits: dict[str, int] = {}
+        self._combiner = SuggestCombiner(
+            self.suggest_together, lambda name: self._combine_limits.get(name, 1)
+        )
 
     # -- helpers ----------------------------------------------------------------------
     def _spec(self, row: StudyRow) -> StudySpec:
@@ -504,6 +514,10 @@ class TuningService:
         computed from the study as it still is (same largest trial id)."""
         row = self._study_row(repo, name)
         spec = self._spec(row)
+        if len(self._combine_limits) > 10_000:
+            self._combine_limits.clear()
+        combine = getattr(get_algorithm(spec.algorithm), "combine_asks", True)
+        self._combine_limits[name] = MAX_SUGGEST_COUNT if combine else 1
         now = self.clock()
         repo.lock_study(row.id)
         self._expire_leases(repo, row, spec, now)

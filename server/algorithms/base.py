@@ -45,6 +45,9 @@ class Algorithm(Protocol):
 
     `uses_history = False` lets the service skip loading the study's trials (random and
     Sobol search only need `trial_index`), which keeps large studies cheap.
+    `combine_asks = False` (default True) keeps the service from answering several
+    workers' concurrent requests with one call of `count` suggestions: for an algorithm
+    whose batch costs more than as many single suggestions (a jointly optimised GP batch).
     """
 
     uses_history: bool

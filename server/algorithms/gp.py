@@ -134,6 +134,12 @@ class GaussianProcessSearch:
     sees an error from the optimiser.
     """
 
+    # A jointly optimised batch costs more CPU per suggestion than single suggestions with
+    # the others pending (Hartmann6, 30 trials: 0.33 s each for 4 and 0.29 s for 32, against
+    # about 0.2 s), and nobody gets an answer until the whole batch is done: concurrent
+    # workers are answered one at a time.
+    combine_asks = False
+
     def suggest(self, request: SuggestRequest) -> list[Params]:
         if request.count <= 0:
             return []

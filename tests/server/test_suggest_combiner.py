@@ -150,3 +150,35 @@ def test_budget_and_concurrency_caps_hold_across_a_batch(pg_service: TuningServi
     assert [len(r.trials) for r in results] == [1, 1, 1, 0, 0]
     assert [r.retry_after_seconds for r in results[3:]] == [1.0, 1.0]
     assert not any(r.study_done for r in results)
+
+
+def test_gp_studies_are_answered_one_request_at_a_time(pg_service: TuningService) -> None:
+    """A jointly optimised GP batch costs more than single suggestions, so GP studies do
+    not combine requests (the algorithm's `combine_asks = False`)."""
+    service = pg_service
+    gp_spec = StudySpec.from_dict({**SPEC.to_dict(), "algorithm": "gp"})  # type: ignore[dict-item]
+    service.create_study("gp", gp_spec)
+    service.create_study("random", SPEC)
+    sizes: dict[str, list[int]] = {"gp": [], "random": []}
+    real = service.suggest_together
+
+    def counting(name: str, asks: Sequence[SuggestAsk]) -> list[SuggestResult]:
+        sizes[name].append(len(asks))
+        return real(name, asks)
+
+    service._combiner._run = counting
+    for name in sizes:  # the first suggestion tells the service the study's algorithm
+        service.suggest_trials(name, 1, "first")
+    workers = [f"w{i}" for i in range(12)]
+    for name in sizes:
+        start = threading.Barrier(len(workers))
+
+        def ask(worker: str, study: str = name, barrier: threading.Barrier = start) -> int:
+            barrier.wait()
+            return service.suggest_trials(study, 1, worker).trials[0].id
+
+        with ThreadPoolExecutor(len(workers)) as pool:
+            ids = list(pool.map(ask, workers))
+        assert len(set(ids)) == len(workers)
+    assert sizes["gp"] == [1] * (1 + len(workers))
+    assert max(sizes["random"]) > 1
