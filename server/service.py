@@ -240,9 +240,7 @@ class TuningService:
         # a batch size learnt from the study's algorithm by its last suggestion (a hint:
         # unknown or stale, it only changes how requests are grouped).
         self._combine_limits: dict[str, int] = {}
-        self._combiner = SuggestCombiner(
-            self.suggest_together, lambda name: self._combine_limits.get(name, 1)
-        )
+        self._combiner = SuggestCombiner(self.suggest_together, self.combine_limit)
 
     # -- helpers ----------------------------------------------------------------------
     def _spec(self, row: StudyRow) -> StudySpec:
@@ -486,6 +484,11 @@ class TuningService:
     def suggest_final(self, name: str, count: int, worker_id: str) -> SuggestResult:
         """One transaction that runs the algorithm inside it: always makes progress."""
         return self.suggest_together(name, [SuggestAsk(worker_id, count)])[0]
+
+    def combine_limit(self, name: str) -> int:
+        """How many trials concurrent requests for a study may ask for together: learnt from
+        the study's algorithm by its last suggestion (1 until then, and for the GP)."""
+        return self._combine_limits.get(name, 1)
 
     def suggest_together(self, name: str, asks: Sequence[SuggestAsk]) -> list[SuggestResult]:
         """Several workers' asks of one study answered in one transaction (in order), with
