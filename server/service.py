@@ -519,7 +519,8 @@ class TuningService:
         spec = self._spec(row)
         if len(self._combine_limits) > 10_000:
             self._combine_limits.clear()
-        combine = getattr(get_algorithm(spec.algorithm), "combine_asks", True)
+        algorithm = get_algorithm(spec.algorithm)
+        combine = getattr(algorithm, "combine_asks", True)
         self._combine_limits[name] = MAX_SUGGEST_COUNT if combine else 1
         now = self.clock()
         repo.lock_study(row.id)
@@ -566,20 +567,19 @@ class TuningService:
             if plan is not None and plan.max_trial_id == max_id and plan.request.count >= need:
                 suggested = plan.suggestions[:need]
             else:
-                algorithm = get_algorithm(spec.algorithm)
                 request = self._algorithm_request(repo, row, spec, need, algorithm, max_id)
                 if defer and getattr(algorithm, "uses_history", True):
                     return SuggestPlan(request, max_id)
                 suggested = self._compute(SuggestPlan(request, max_id))
         first = repo.allocate_trial_ids(row.id, len(suggested)) if suggested else 0
         new_rows = []
-        queue = list(enqueued)
+        queue = iter(enqueued)
         fresh = iter(enumerate(suggested))
         for ask, got, want in zip(asks, out, wants, strict=True):
             started = {"worker_id": ask.worker_id, "started_at": now, "lease_expires": lease}
             for _ in range(want):
-                if queue:
-                    t = queue.pop(0)
+                t = next(queue, None)
+                if t is not None:
                     repo.update_trial(row.id, t.id, state=TrialState.ACTIVE.value, **started)
                     got.append(
                         replace(
@@ -611,22 +611,26 @@ class TuningService:
                 got.append(t)
         if new_rows:
             repo.insert_trials(row.id, new_rows)
+        # Asks left empty-handed: decided once per transaction, as the answer is the study's.
+        no_room_done: bool | None = None  # the budget is used or the concurrency cap reached
+        exhausted_done: bool | None = None  # the algorithm has nothing more (a finished grid)
         results = []
         for got, want in zip(out, wants, strict=True):
             if got:
                 results.append(SuggestResult(got, False))
-            elif want <= 0:
-                # No room: the budget is used or the concurrency cap reached.
-                done = self._complete_study_if_done(repo, row, spec)
-                results.append(SuggestResult([], done, 0.0 if done else RETRY_AFTER_S))
+                continue
+            if want <= 0:
+                if no_room_done is None:
+                    no_room_done = self._complete_study_if_done(repo, row, spec)
+                done = no_room_done
             else:
-                # The algorithm has nothing more to offer (e.g. a finished grid).
-                running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
-                if not running:
-                    repo.set_study_state(row.id, StudyState.COMPLETED.value)
-                    results.append(SuggestResult([], True))
-                else:
-                    results.append(SuggestResult([], False, RETRY_AFTER_S))
+                if exhausted_done is None:
+                    running = repo.trials_where(row.id, states=(TrialState.ACTIVE,), limit=1)
+                    exhausted_done = not running
+                    if exhausted_done:
+                        repo.set_study_state(row.id, StudyState.COMPLETED.value)
+                done = exhausted_done
+            results.append(SuggestResult([], done, 0.0 if done else RETRY_AFTER_S))
         return results
 
     @staticmethod
