@@ -50,7 +50,7 @@ trials = Table(
     Column("stop_rule", String(32), nullable=False, server_default=""),
     Column("stop_reason", Text, nullable=False, server_default=""),
     ForeignKeyConstraint(["study_id"], ["studies.id"], ondelete="CASCADE"),
-    Index("ix_trials_study_state", "study_id", "state"),
+    Index("ix_trials_study_state_id", "study_id", "state", "trial_id"),
     Index("ix_trials_study_worker", "study_id", "worker_id"),
 )
 
