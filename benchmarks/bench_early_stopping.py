@@ -3,6 +3,7 @@
     python -m benchmarks.bench_early_stopping                 # both parts
     python -m benchmarks.bench_early_stopping --part synthetic  # seconds per seed
     python -m benchmarks.bench_early_stopping --part real       # digits MLP, minutes
+    python -m benchmarks.bench_early_stopping --part cost       # report latency, large studies
     python -m benchmarks.bench_early_stopping --quick           # smoke run
 
 1. Synthetic learning curves, many seeds: tunewire's policies (through the real gRPC
@@ -13,6 +14,9 @@
    none / median / ASHA with random search, and the GP with and without ASHA (how stopped
    trials feed the optimiser), 3 seeds: epochs trained, CPU-seconds, best validation loss, test
    accuracy of the best trial, and how many of the final top-5 were stopped.
+3. Cost in a large study: the latency of one report (with its stop decision) while a new
+   trial runs 50 steps beside 100-1,000 completed trials of 50 steps each, tunewire through
+   gRPC on SQLite against Optuna's pruners on its SQLite RDBStorage.
 Appends tables to benchmarks/RESULTS.md and writes benchmarks/early_stopping_curves.png.
 """
 
@@ -25,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,9 +340,167 @@ def real(seeds: int, trials: int, epochs: int) -> str:
     return "\n".join(lines)
 
 
+# tunewire's rule and the Optuna pruner beside it (MedianPruner compares values at the
+# step; it has no running-average variant).
+COST_RULES: dict[str, tuple[dict[str, Any], str]] = {
+    "median, values at the step": (
+        {"rule": "median", "min_completed_trials": 5, "use_step_values": True},
+        "median",
+    ),
+    "median, running averages": ({"rule": "median", "min_completed_trials": 5}, "median"),
+    "successive halving": ({"rule": "successive_halving", "min_resource": 1}, "halving"),
+}
+
+
+def _tunewire_report_ms(n: int, steps: int, policy: dict[str, Any], tmp: Path) -> list[float]:
+    """Report latencies of a new trial in a study with n completed trials of `steps`
+    reports each. The history is written straight into the database file (the same rows
+    the service writes), so setting up 1,000 trials takes seconds, not minutes."""
+    import json
+    import sqlite3
+
+    from benchmarks.common import free_port, start_server_process
+    from tunewire.client import TuningClient
+    from tunewire.client.spec import spec_from_dict
+    from tunewire.server.convert import spec_from_pb
+    from tunewire.server.service import TuningService
+    from tunewire.server.storage.sql import Storage
+
+    db = tmp / f"cost-{uuid.uuid4().hex[:8]}.db"
+    storage = Storage(f"sqlite:///{db}")
+    spec = {
+        "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+        "metrics": [{"name": "loss", "goal": "minimize"}],
+        "algorithm": "random",
+        "early_stopping": policy,
+    }
+    TuningService(storage).create_study("cost", spec_from_pb(spec_from_dict(spec)))
+    storage.dispose()
+    now = time.time()
+    con = sqlite3.connect(db)
+    with con:
+        (sid,) = con.execute("SELECT id FROM studies").fetchone()
+        con.executemany(
+            "INSERT INTO trials (study_id, trial_id, params_json, state, source, created_at,"
+            " ended_at, final_metrics_json) VALUES (?, ?, ?, 'completed', 'algorithm', ?, ?, ?)",
+            [
+                (
+                    sid,
+                    i,
+                    json.dumps({"x": i / n}),
+                    now,
+                    now,
+                    json.dumps({"loss": 1 / steps + i / n}),
+                )
+                for i in range(1, n + 1)
+            ],
+        )
+        con.executemany(
+            "INSERT INTO measurements (study_id, trial_id, step, metrics_json, created_at,"
+            " value) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (sid, i, s, json.dumps({"loss": 1 / (s + 1) + i / n}), now, 1 / (s + 1) + i / n)
+                for i in range(1, n + 1)
+                for s in range(steps)
+            ],
+        )
+        con.execute("UPDATE studies SET next_trial_id = ?", (n + 1,))
+    con.close()
+    port = free_port()
+    server = start_server_process(f"sqlite:///{db}", port, tmp / f"cost-{port}.log", threads=4)
+    try:
+        with TuningClient(f"127.0.0.1:{port}") as client:
+            (trial,) = client.suggest("cost", "bench")
+            out = []
+            for step in range(steps):
+                t0 = time.perf_counter()
+                stop = trial.report(step, {"loss": 0.0})  # the best curve: never stopped
+                out.append((time.perf_counter() - t0) * 1e3)
+                assert not stop
+            trial.complete({"loss": 0.0})
+        return out
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _optuna_report_ms(n: int, steps: int, rule: str, tmp: Path) -> list[float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        if rule == "median"
+        else optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    )
+    storage = f"sqlite:///{tmp / f'optuna-{uuid.uuid4().hex[:8]}.db'}"
+    study = optuna.create_study(storage=storage, direction="minimize", pruner=pruner)
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={"x": i / n},
+                distributions=dist,
+                value=1 / steps + i / n,
+                intermediate_values={s: 1 / (s + 1) + i / n for s in range(steps)},
+            )
+            for i in range(1, n + 1)
+        ]
+    )
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    out = []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        trial.report(0.0, step)
+        stop = trial.should_prune()
+        out.append((time.perf_counter() - t0) * 1e3)
+        assert not stop
+    study.tell(trial, 0.0)
+    return out
+
+
+def cost(sizes: tuple[int, ...], steps: int) -> str:
+    """Report latency (ms) of a trial running beside n completed trials."""
+    try:
+        import optuna  # noqa: F401
+
+        have_optuna = True
+    except ImportError:
+        have_optuna = False
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for n in sizes:
+            for label, (policy, peer) in COST_RULES.items():
+                ours = _tunewire_report_ms(n, steps, policy, tmp)
+                row = f"| {n:,} | {label} | {_lat(ours)} |"
+                if have_optuna:
+                    theirs = _optuna_report_ms(n, steps, peer, tmp)
+                    ratio = statistics.median(ours) / statistics.median(theirs)
+                    row += f" {_lat(theirs)} | {ratio:.2f} |"
+                else:
+                    row += " not installed | — |"
+                rows.append(row)
+                print(row, flush=True)
+    return (
+        f"Report latency in a large study (ms; a new trial's {steps} reports with stop "
+        f"decisions, beside n completed trials of {steps} reports; SQLite both sides; "
+        "median / p90 / max)\n\n"
+        "| completed trials | rule | tunewire through gRPC | Optuna pruner, RDBStorage "
+        "| median ratio |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
+def _lat(ms: list[float]) -> str:
+    ordered = sorted(ms)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return f"{statistics.median(ordered):.1f} / {p90:.1f} / {ordered[-1]:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("synthetic", "real", "all"), default="all")
+    parser.add_argument("--part", choices=("synthetic", "real", "cost", "all"), default="all")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
@@ -356,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(text, flush=True)
         tables.append(text)
+    if args.part in ("cost", "all"):
+        text = cost(sizes=(100,) if args.quick else (100, 300, 1000), steps=50)
+        print(text, flush=True)
+        tables.append(text)
     if not args.no_record:
         command = (
             "python -m benchmarks.bench_early_stopping"
@@ -366,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             "bench_early_stopping",
             command,
             "\n\n".join(tables),
-            f"{time.time() - started:.0f} s wall; plot: benchmarks/{PLOT.name}",
+            f"{time.time() - started:.0f} s wall"
+            + (f"; plot: benchmarks/{PLOT.name}" if args.part in ("synthetic", "all") else ""),
             packages=("torch", "optuna"),
         )
     return 0

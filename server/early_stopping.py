@@ -1,5 +1,8 @@
 """Early-stopping rules: decide from a trial's learning curve and the study's history whether
-the trial should stop. Pure functions; the service calls `decide` inside a report request.
+the trial should stop. Pure functions. Inside a report request the service asks
+`peers_needed` what the rule reads from the other trials (one number per trial), has the
+database compute those numbers, and calls `decide_from_values`; `decide` is the same
+decision from the other trials' whole curves.
 
 Curves are lists of (step, value) of the primary metric, sorted by step. Values are turned
 into "loss" form (smaller is better) by the caller, so every rule minimises.
@@ -102,14 +105,24 @@ class PeerCurve:
 
 @dataclass(frozen=True)
 class PeerQuery:
-    """Which peer curves a decision needs, so the service loads no more than that."""
+    """The one number per peer trial that a decision reads. The service has the database
+    compute it, rather than load every peer's whole curve on each report:
+
+    - "last": the peer's value at its latest report at or before `step`;
+    - "mean": the mean of its reports at or before `step` (its running average);
+    - "first": its value at its first report at or after `step`.
+
+    Peers without such a report are left out; `completed_only` keeps COMPLETED peers.
+    """
 
     completed_only: bool
-    max_step: int | None
+    reduce: str
+    step: int
 
 
 def peers_needed(policy: EarlyStoppingPolicy, curve: Curve) -> PeerQuery | None:
-    """None when the decision for this report needs no other trial's curve."""
+    """What a decision for this report needs from the other trials; None when it needs
+    nothing from them."""
     if not curve:
         return None
     step = curve[-1][0]
@@ -117,52 +130,71 @@ def peers_needed(policy: EarlyStoppingPolicy, curve: Curve) -> PeerQuery | None:
     if policy.rule == "median":
         if step < s["grace_period_steps"]:
             return None
-        return PeerQuery(completed_only=True, max_step=step)
+        return PeerQuery(True, "last" if s["use_step_values"] else "mean", step)
     if policy.rule == "successive_halving":
-        previous = curve[-2][0] if len(curve) > 1 else -1
-        rungs = rung_steps(
-            int(s["min_resource"]), float(s["reduction_factor"]), int(s["max_resource"]), step
-        )
-        if not any(r > previous for r in rungs):
-            return None
-        return PeerQuery(completed_only=False, max_step=None)
+        rung = _new_rung(policy, curve)
+        return None if rung is None else PeerQuery(False, "first", rung)
     return None
+
+
+def peer_value(query: PeerQuery, curve: Curve) -> float | None:
+    """`query`'s number for one peer's curve (what the database computes in SQL)."""
+    if query.reduce == "first":
+        return next((v for st, v in curve if st >= query.step), None)
+    upto = [v for st, v in curve if st <= query.step]
+    if not upto:
+        return None
+    return upto[-1] if query.reduce == "last" else sum(upto) / len(upto)
 
 
 def decide(
     policy: EarlyStoppingPolicy, trial_id: int, curve: Curve, peers: Sequence[PeerCurve]
 ) -> StopDecision | None:
-    """Whether the trial with this curve (just extended by its latest report) should stop.
+    """Whether the trial with this curve (just extended by its latest report) should stop,
+    given the other trials' whole curves.
 
     Args:
         policy: a validated policy.
-        trial_id: the trial being decided (excluded from `peers` by the caller or here).
+        trial_id: the trial being decided (excluded from `peers` here).
         curve: its (step, loss) reports, sorted by step, the newest last.
         peers: the other trials of the study.
     Returns:
         A StopDecision, or None to continue.
     """
+    query = peers_needed(policy, curve)
+    values: list[float] = []
+    if query is not None:
+        for peer in peers:
+            if peer.trial_id == trial_id or (query.completed_only and not peer.completed):
+                continue
+            value = peer_value(query, peer.curve)
+            if value is not None:
+                values.append(value)
+    return decide_from_values(policy, curve, values)
+
+
+def decide_from_values(
+    policy: EarlyStoppingPolicy, curve: Curve, peer_values: Sequence[float]
+) -> StopDecision | None:
+    """`decide` with the peers already reduced: `peer_values` holds, for each other trial,
+    the number `peers_needed(policy, curve)` asks for (empty when it asks for none)."""
     if not curve or policy.rule == "none":
         return None
     s = policy.settings
     step, value = curve[-1]
-    others = [p for p in peers if p.trial_id != trial_id]
     if policy.rule == "median":
         return _median(
             int(s["min_completed_trials"]),
             int(s["grace_period_steps"]),
             bool(s["use_step_values"]),
             curve,
-            others,
+            peer_values,
         )
     if policy.rule == "successive_halving":
-        return _successive_halving(
-            int(s["min_resource"]),
-            float(s["reduction_factor"]),
-            int(s["max_resource"]),
-            curve,
-            others,
-        )
+        rung = _new_rung(policy, curve)
+        if rung is None:
+            return None
+        return _successive_halving(rung, float(s["reduction_factor"]), curve, peer_values)
     if policy.rule == "patience":
         return _patience(int(s["patience_steps"]), float(s["min_delta"]), curve)
     if policy.rule == "threshold":
@@ -179,29 +211,21 @@ def _median(
     grace: int,
     use_step_values: bool,
     curve: Curve,
-    peers: Sequence[PeerCurve],
+    peer_values: Sequence[float],
 ) -> StopDecision | None:
+    """`peer_values`: completed peers' values at the step (their latest report up to it)
+    or their running averages up to it."""
     step = curve[-1][0]
-    if step < grace:
+    if step < grace or len(peer_values) < min_completed:
         return None
-    averages = []
-    for peer in peers:
-        if not peer.completed:
-            continue
-        upto = [v for st, v in peer.curve if st <= step]
-        if upto:
-            # The peer's value at the step (its latest report up to it), or its running average.
-            averages.append(upto[-1] if use_step_values else sum(upto) / len(upto))
-    if len(averages) < min_completed:
-        return None
-    median = statistics.median(averages)
+    median = statistics.median(peer_values)
     best = min(v for _, v in curve)
     if best > median:
         return StopDecision(
             step,
             "median",
             f"best value {best:.6g} by step {step} is worse than the median {median:.6g} of "
-            f"{len(averages)} completed trials' "
+            f"{len(peer_values)} completed trials' "
             + ("values at the step" if use_step_values else "running averages"),
         )
     return None
@@ -220,26 +244,27 @@ def rung_steps(min_resource: int, eta: float, max_resource: int, up_to: int) -> 
         k += 1
 
 
-def _value_at(curve: Curve, rung: int) -> float | None:
-    """A trial's value at a rung: its first report at or after the rung step."""
-    for st, v in curve:
-        if st >= rung:
-            return v
-    return None
+def _new_rung(policy: EarlyStoppingPolicy, curve: Curve) -> int | None:
+    """The rung this report decides at: the highest rung step reached since the trial's
+    previous report (a crossed rung counts as reached), or None."""
+    s = policy.settings
+    step = curve[-1][0]
+    previous_step = curve[-2][0] if len(curve) > 1 else -1
+    rungs = rung_steps(
+        int(s["min_resource"]), float(s["reduction_factor"]), int(s["max_resource"]), step
+    )
+    rungs = [r for r in rungs if r > previous_step]
+    return rungs[-1] if rungs else None
 
 
 def _successive_halving(
-    min_resource: int, eta: float, max_resource: int, curve: Curve, peers: Sequence[PeerCurve]
+    rung: int, eta: float, curve: Curve, peer_values: Sequence[float]
 ) -> StopDecision | None:
+    """`peer_values`: the other trials' values at the rung (their first report at or after
+    it)."""
     step = curve[-1][0]
-    previous_step = curve[-2][0] if len(curve) > 1 else -1
-    # Decide only at the report that reaches a rung (a crossed rung counts as reached).
-    rungs = [r for r in rung_steps(min_resource, eta, max_resource, step) if r > previous_step]
-    if not rungs:
-        return None
-    rung = rungs[-1]
     mine = curve[-1][1]
-    competing = sorted([v for p in peers if (v := _value_at(p.curve, rung)) is not None] + [mine])
+    competing = sorted([*peer_values, mine])
     keep = max(int(len(competing) // eta), 1)
     cutoff = competing[keep - 1]
     if mine > cutoff:

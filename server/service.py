@@ -22,7 +22,7 @@ from typing import Any
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
 from tunewire.server.algorithms.pareto import pareto_front
-from tunewire.server.early_stopping import PeerCurve, decide, peers_needed
+from tunewire.server.early_stopping import decide_from_values, peers_needed
 from tunewire.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -692,7 +692,9 @@ class TuningService:
                 )
             trial = self._owned_active_trial(row, found, trial_id, worker_id, "report on")
             self._renew(repo, row, spec, trial, now)
-            if not repo.insert_measurement(row.id, trial_id, replace(measurement, time=now)):
+            if not repo.insert_measurement(
+                row.id, trial_id, replace(measurement, time=now), spec.primary_metric.name
+            ):
                 existing = repo.get_measurement(row.id, trial_id, measurement.step)
                 if existing is not None and dict(existing.metrics) != dict(measurement.metrics):
                     raise AlreadyExists(
@@ -735,20 +737,23 @@ class TuningService:
         curve = curve_of(own)
         if not curve:
             return None
-        peers: list[PeerCurve] = []
         query = peers_needed(policy, curve)
+        values: list[float] = []
         if query is not None:
-            # Only trials that trained to the end count as completed peers: a stopped
-            # trial's truncated curve would drag the median towards the bad trials.
-            finished = {t.id for t in repo.trials_where(row.id, states=(TrialState.COMPLETED,))}
-            ids = sorted(finished - {trial_id}) if query.completed_only else None
-            by_trial = repo.measurements_of(row.id, ids, max_step=query.max_step)
-            peers = [
-                PeerCurve(tid, curve_of(ms), tid in finished)
-                for tid, ms in by_trial.items()
-                if tid != trial_id
+            # One number per peer, computed by the database (a median rule reads
+            # completed peers only: a stopped trial's truncated curve would drag the
+            # median towards the bad trials).
+            values = [
+                _loss(metric.goal, v)
+                for v in repo.peer_values(
+                    row.id,
+                    reduce=query.reduce,
+                    step=query.step,
+                    completed_only=query.completed_only,
+                    exclude=trial_id,
+                )
             ]
-        return decide(policy, trial_id, curve, peers)
+        return decide_from_values(policy, curve, values)
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
         def op(repo: Repository) -> tuple[bool, Trial]:

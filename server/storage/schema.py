@@ -63,6 +63,9 @@ measurements = Table(
     Column("metrics_json", Text, nullable=False),
     Column("elapsed_seconds", Float, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
+    # The study's primary metric in this report (NULL when the report lacks it), also kept
+    # out of the JSON so early stopping can reduce the study's curves in SQL.
+    Column("value", Float, nullable=True),
     ForeignKeyConstraint(
         ["study_id", "trial_id"], ["trials.study_id", "trials.trial_id"], ondelete="CASCADE"
     ),

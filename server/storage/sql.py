@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -203,7 +204,15 @@ class DriverStatement:
 
 _MEASUREMENT_VALUES: dict[str, Any] = {
     name: bindparam(name)
-    for name in ("study_id", "trial_id", "step", "metrics_json", "elapsed_seconds", "created_at")
+    for name in (
+        "study_id",
+        "trial_id",
+        "step",
+        "metrics_json",
+        "elapsed_seconds",
+        "created_at",
+        "value",
+    )
 }
 _BEGIN_IMMEDIATE = DriverStatement(text("BEGIN IMMEDIATE"))
 # The statements of reports and heartbeats.
@@ -465,7 +474,9 @@ class Repository:
             )
         )
 
-    def insert_measurement(self, study_id: int, trial_id: int, m: Measurement) -> bool:
+    def insert_measurement(
+        self, study_id: int, trial_id: int, m: Measurement, primary_metric: str
+    ) -> bool:
         """Inserts unless (trial, step) exists; returns whether it was inserted."""
         cursor = _INSERT_MEASUREMENT.execute(
             self.conn,
@@ -476,22 +487,16 @@ class Repository:
                 "metrics_json": _json(dict(m.metrics)),
                 "elapsed_seconds": m.elapsed_seconds,
                 "created_at": m.time,
+                "value": m.metrics.get(primary_metric),
             },
         )
         return cursor.fetchone() is not None
 
     def measurements_of(
-        self,
-        study_id: int,
-        trial_ids: Sequence[int] | None = None,
-        *,
-        max_step: int | None = None,
+        self, study_id: int, trial_ids: Sequence[int] | None = None
     ) -> dict[int, list[Measurement]]:
-        """Measurements by trial id, ordered by step (all trials when trial_ids is None;
-        only steps <= max_step when given)."""
+        """Measurements by trial id, ordered by step (all trials when trial_ids is None)."""
         conditions = [measurements.c.study_id == study_id]
-        if max_step is not None:
-            conditions.append(measurements.c.step <= max_step)
         if trial_ids is not None:
             if not trial_ids:
                 return {}
@@ -505,6 +510,65 @@ class Repository:
         for r in rows:
             out.setdefault(int(r["trial_id"]), []).append(_measurement_from_row(r))
         return out
+
+    def peer_values(
+        self,
+        study_id: int,
+        *,
+        reduce: str,
+        step: int,
+        completed_only: bool,
+        exclude: int,
+    ) -> list[float]:
+        """One value of the primary metric per trial of the study but `exclude`, reduced
+        over its reports in the database: "last" (at its latest report at or before `step`),
+        "mean" (over its reports at or before `step`) or "first" (at its first report at
+        or after `step`). Reports without the metric do not count; trials without such
+        a report are left out; `completed_only` keeps COMPLETED trials.
+
+        Early stopping reads these on every report: they cost one pass over the study's
+        measurements in the database instead of loading and parsing every curve.
+        """
+        m = measurements
+        if reduce == "mean":
+            where: list[ColumnElement[bool]] = [
+                m.c.study_id == study_id,
+                m.c.trial_id != exclude,
+                m.c.step <= step,
+                m.c.value.is_not(None),
+            ]
+            if completed_only:
+                where.append(
+                    m.c.trial_id.in_(
+                        select(trials.c.trial_id).where(
+                            trials.c.study_id == study_id,
+                            trials.c.state == TrialState.COMPLETED.value,
+                        )
+                    )
+                )
+            stmt = select(func.avg(m.c.value)).where(*where).group_by(m.c.trial_id)
+            return [float(v) for (v,) in self.conn.execute(stmt)]
+        if reduce not in ("last", "first"):
+            raise ValueError(f"unknown reduction {reduce!r}")
+        # One index seek per trial: its report nearest to `step` on the asked side.
+        last = reduce == "last"
+        nearest = (
+            select(m.c.value)
+            .where(
+                m.c.study_id == study_id,
+                m.c.trial_id == trials.c.trial_id,
+                m.c.step <= step if last else m.c.step >= step,
+                m.c.value.is_not(None),
+            )
+            .order_by(m.c.step.desc() if last else m.c.step)
+            .limit(1)
+            .scalar_subquery()
+        )
+        peers = [trials.c.study_id == study_id, trials.c.trial_id != exclude]
+        if completed_only:
+            peers.append(trials.c.state == TrialState.COMPLETED.value)
+        rows = self.conn.execute(select(nearest).where(*peers))
+        return [float(v) for (v,) in rows if v is not None]
 
 
 def _measurement_from_row(row: Any) -> Measurement:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 
 from tests.conftest import PG_ADMIN_URL
+from tunewire.server.early_stopping import PeerQuery, peer_value
 from tunewire.server.service import TuningService
-from tunewire.server.storage.sql import Storage
-from tunewire.server.study import Measurement, StudySpec
+from tunewire.server.storage.sql import MIGRATIONS_DIR, Repository, Storage
+from tunewire.server.study import Measurement, StudySpec, TrialState
 
 
 def _drop_connections(url: str) -> int:
@@ -95,3 +101,111 @@ def test_queries_by_trial_state_use_the_state_index(tmp_path: Path) -> None:
             assert "ix_trials_study_state_id (study_id=? AND state=?" in plan, (sql, plan)
     finally:
         con.close()
+
+
+def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str) -> None:
+    """Early stopping's per-peer numbers come from SQL; they must equal what the rules'
+    reference (`peer_value` over whole curves) gives, on both backends: irregular steps,
+    reports without the metric, a metric name with a dot, peers in every state."""
+    rng = random.Random(7)
+    storage = Storage(storage_url)
+    service = TuningService(storage)
+    metric = "val.loss"
+    try:
+        spec = StudySpec.from_dict(
+            {
+                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+                "metrics": [
+                    {"name": metric, "goal": "minimize"},
+                    {"name": "acc", "goal": "maximize"},
+                ],
+                "algorithm": "random",
+            }
+        )
+        service.create_study("peers", spec)
+        for i in range(24):
+            worker = f"w{i}"
+            trial = service.suggest_trials("peers", 1, worker).trials[0]
+            steps = sorted(rng.sample(range(12), rng.randint(0, 8)))
+            for step in steps:
+                metrics = {"acc": rng.random()}
+                if rng.random() < 0.8:
+                    metrics[metric] = rng.uniform(-2.0, 3.0)
+                service.report("peers", trial.id, worker, Measurement(step, metrics))
+            fate = i % 4
+            if fate == 0:
+                service.fail_trial("peers", trial.id, worker, "boom")
+            elif fate in (1, 2):
+                service.complete_trial("peers", trial.id, worker, {metric: 0.0, "acc": 0.5})
+            # fate 3: still running
+
+        def check(repo: Repository) -> int:
+            study_id = service._study_row(repo, "peers").id
+            completed = {t.id for t in repo.trials_where(study_id, states=(TrialState.COMPLETED,))}
+            curves = {
+                tid: [(m.step, m.metrics[metric]) for m in ms if metric in m.metrics]
+                for tid, ms in repo.measurements_of(study_id).items()
+            }
+            checked = 0
+            for reduce, step, completed_only, exclude in itertools.product(
+                ("last", "mean", "first"), (0, 3, 7, 11, 20), (True, False), (1, 2)
+            ):
+                query = PeerQuery(completed_only, reduce, step)
+                want = sorted(
+                    v
+                    for tid, curve in curves.items()
+                    if tid != exclude and (tid in completed or not completed_only)
+                    if (v := peer_value(query, curve)) is not None
+                )
+                got = sorted(
+                    repo.peer_values(
+                        study_id,
+                        reduce=reduce,
+                        step=step,
+                        completed_only=completed_only,
+                        exclude=exclude,
+                    )
+                )
+                assert got == pytest.approx(want, rel=1e-12, abs=1e-12), query
+                checked += bool(want)
+            return checked
+
+        assert storage.run(check) > 40  # most queries found peers
+    finally:
+        storage.dispose()
+
+
+def _migrate(storage: Storage, revision: str, *, down: bool = False) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with storage.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+        conn.commit()
+
+
+def test_migration_0003_fills_in_the_primary_metric_of_existing_reports(
+    storage_url: str,
+) -> None:
+    storage = Storage(storage_url)
+    service = TuningService(storage)
+    try:
+        spec = StudySpec.from_dict(
+            {
+                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+                "metrics": [{"name": "val.loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}],
+                "algorithm": "random",
+            }
+        )
+        service.create_study("old", spec)
+        trial = service.suggest_trials("old", 1, "w").trials[0]
+        service.report("old", trial.id, "w", Measurement(0, {"val.loss": 0.25, "acc": 0.5}))
+        service.report("old", trial.id, "w", Measurement(1, {"acc": 0.75}))
+        _migrate(storage, "0002", down=True)  # the column goes; the reports stay
+        _migrate(storage, "head")
+        with storage.engine.connect() as conn:
+            values = conn.execute(text("SELECT step, value FROM measurements ORDER BY step"))
+            assert [tuple(r) for r in values] == [(0, 0.25), (1, None)]
+    finally:
+        _migrate(storage, "head")
+        storage.dispose()
