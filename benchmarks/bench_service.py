@@ -3,6 +3,13 @@ objective hammer a real server over loopback, so the server is the bottleneck.
 
     python -m benchmarks.bench_service            # the full run (about 6 minutes)
     python -m benchmarks.bench_service --quick    # a smoke run (about 40 s)
+    python -m benchmarks.bench_service --loader python   # the Python client as the load
+
+The simulated workers are a small Go program (benchmarks/loadgen, built here from
+Debian's grpc-go the way scripts/clients_test.sh builds the Go client) when Go is
+installed: on this 2-core machine the server shares the CPU with the load generator, and
+Python's client threads took most of a core, which the server then did not have. Without
+Go (or with --loader python) the workers are threads of the Python client.
 
 For 1, 8, 32 and 64 concurrent workers, SQLite vs PostgreSQL, one vs two server
 processes: suggest and report RPC throughput, p50/p99 latency measured at the client,
@@ -12,10 +19,13 @@ errors, and the server's peak RSS. Appends the table to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,8 +109,75 @@ def _load_process(
     out.put((suggest_ms, report_ms, errors[0]))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_go_loader(tmp: Path) -> Path | None:
+    """Builds benchmarks/loadgen; None (and why, on stderr) when it cannot be built here."""
+    if not (shutil.which("go") and shutil.which("protoc")):
+        print("no Go toolchain or protoc: the load is Python client threads", file=sys.stderr)
+        return None
+    out = tmp / "loadgen"
+    env = dict(
+        os.environ,
+        GOPATH=f"{ROOT / 'clients/go/gen'}:/usr/share/gocode",
+        GO111MODULE="off",
+        GOPROXY="off",
+        GOFLAGS="",
+    )
+    try:
+        subprocess.run(
+            ["bash", "scripts/gen_clients.sh"], cwd=ROOT, check=True, capture_output=True
+        )
+        subprocess.run(
+            ["go", "build", "-o", str(out), "."],
+            cwd=ROOT / "benchmarks/loadgen",
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"cannot build the Go load generator: {exc.stderr.decode()[-2000:]}", file=sys.stderr)
+        return None
+    return out
+
+
+def _go_load(
+    loader: Path, addresses: list[str], study: str, workers: int, seconds: float
+) -> tuple[list[float], list[float], int]:
+    done = subprocess.run(
+        [
+            str(loader),
+            "-target",
+            ",".join(addresses),
+            "-study",
+            study,
+            "-workers",
+            str(workers),
+            "-seconds",
+            str(seconds),
+            "-reports",
+            str(REPORTS_PER_TRIAL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    )
+    if done.stderr.strip():
+        print(done.stderr.strip()[-2000:], file=sys.stderr)
+    result = json.loads(done.stdout)
+    return result["suggest_ms"], result["report_ms"], int(result["errors"])
+
+
 def run_one(
-    backend: str, storage: str, servers: int, workers: int, seconds: float, tmp: Path
+    backend: str,
+    storage: str,
+    servers: int,
+    workers: int,
+    seconds: float,
+    tmp: Path,
+    loader: Path | None = None,
 ) -> Run:
     ports = [free_port() for _ in range(servers)]
     procs = [start_server_process(storage, p, tmp / f"server-{p}.log", threads=32) for p in ports]
@@ -111,6 +188,12 @@ def run_one(
         study = f"bench-{uuid.uuid4().hex[:8]}"
         with TuningClient(target) as admin:
             admin.create_study(study, SPEC)
+        if loader is not None:
+            started = time.monotonic()
+            results = [_go_load(loader, [f"127.0.0.1:{p}" for p in ports], study, workers, seconds)]
+            elapsed = time.monotonic() - started
+            rss = max(peak_rss_mb(p.pid) for p in procs)
+            return _run(backend, servers, workers, results, elapsed, rss)
         n_procs = min(2, workers)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
@@ -134,6 +217,17 @@ def run_one(
         for p in procs:
             p.terminate()
             p.wait(10)
+    return _run(backend, servers, workers, results, elapsed, rss)
+
+
+def _run(
+    backend: str,
+    servers: int,
+    workers: int,
+    results: list[tuple[list[float], list[float], int]],
+    elapsed: float,
+    rss: float,
+) -> Run:
     suggest_ms = [x for r in results for x in r[0]]
     report_ms = [x for r in results for x in r[1]]
     return Run(
@@ -179,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--seconds", type=float, default=None, help="load duration per config")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--loader",
+        choices=("auto", "go", "python"),
+        default="auto",
+        help="the simulated workers: the Go load generator (auto: when Go is installed) "
+        "or Python client threads",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (2.0 if args.quick else 8.0)
     worker_counts = [1, 8, 64] if args.quick else [1, 8, 32, 64]
@@ -188,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        loader = build_go_loader(tmp) if args.loader != "python" else None
+        if args.loader == "go" and loader is None:
+            return 1
         pg_url = create_pg_database(PG_ADMIN_URL)
         try:
             configs = [("sqlite", f"sqlite:///{tmp / 'bench.db'}", 1)]
@@ -195,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 configs += [("postgres", pg_url, 1), ("postgres", pg_url, 2)]
             for workers in worker_counts:
                 for backend, storage, servers in configs:
-                    run = run_one(backend, storage, servers, workers, seconds, tmp)
+                    run = run_one(backend, storage, servers, workers, seconds, tmp, loader)
                     runs.append(run)
                     print(table([run]).splitlines()[-1], flush=True)
         finally:
@@ -205,11 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_record:
-        command = "python -m benchmarks.bench_service" + (" --quick" if args.quick else "")
+        command = (
+            "python -m benchmarks.bench_service"
+            + (" --quick" if args.quick else "")
+            + (f" --loader {args.loader}" if args.loader != "auto" else "")
+        )
+        load = (
+            "one Go load generator process (benchmarks/loadgen; a connection per worker)"
+            if loader is not None
+            else "2 Python client processes (threads)"
+        )
         notes = (
             f"{seconds:.0f} s of load per row; simulated workers (zero-cost objective, "
-            f"{REPORTS_PER_TRIAL} reports per trial) in 2 client processes on the same 2-core "
-            f"machine as the server(s), so client and server share the CPU. "
+            f"{REPORTS_PER_TRIAL} reports per trial) in {load} on the same 2-core machine "
+            f"as the server(s), so client and server share the CPU. "
             f"Python {platform.python_version()}, {os.cpu_count()} cores."
         )
         append_results("bench_service", command, text, notes)

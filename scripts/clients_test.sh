@@ -56,6 +56,8 @@ trap cleanup EXIT
 bash scripts/gen_clients.sh
 export GOPATH="$root/clients/go/gen:/usr/share/gocode" GO111MODULE=off GOPROXY=off GOFLAGS=""
 (cd clients/go && go vet . && go test -c -o "$tmp/go-client.test" . && go build -o "$tmp/go-example" .)
+# bench_service's Go load generator uses the same generated code: keep it building.
+(cd benchmarks/loadgen && go vet . && go build -o "$tmp/loadgen" .)
 
 # -- server -----------------------------------------------------------------------------
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
