@@ -550,7 +550,7 @@ class TuningService:
         if spec.max_trials > 0:
             budget = min(budget, spec.max_trials - repo.count_budget_trials(row.id))
         if spec.max_concurrent_trials > 0:
-            active = repo.trial_counts([row.id])[row.id].get(TrialState.ACTIVE, 0)
+            active = repo.count_in_state(row.id, TrialState.ACTIVE)
             budget = min(budget, spec.max_concurrent_trials - active)
         for i, want in enumerate(wants):
             wants[i] = max(0, min(want, budget))
