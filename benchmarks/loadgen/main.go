@@ -38,45 +38,49 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 // work runs one worker until the deadline; its latencies go to out.
 func work(ctx context.Context, client pb.TuningServiceClient, study, id string, reports int64,
 	stopAt time.Time, out *result) {
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(ctx, 30*time.Second)
+	// timed makes one call with a deadline; it returns the call's milliseconds, or
+	// false after counting and logging an error (the worker then stops).
+	timed := func(name string, rpc func(context.Context) error) (float64, bool) {
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		t0 := time.Now()
+		if err := rpc(c); err != nil {
+			log.Printf("%s: %s: %v", id, name, err)
+			out.Errors++
+			return 0, false
+		}
+		return ms(time.Since(t0)), true
 	}
 	for time.Now().Before(stopAt) {
-		c, cancel := call()
-		t0 := time.Now()
-		answer, err := client.SuggestTrials(c, &pb.SuggestTrialsRequest{
-			StudyName: study, Count: 1, WorkerId: id})
-		cancel()
-		if err != nil {
-			log.Printf("%s: SuggestTrials: %v", id, err)
-			out.Errors++
+		var answer *pb.SuggestTrialsResponse
+		took, ok := timed("SuggestTrials", func(c context.Context) (err error) {
+			answer, err = client.SuggestTrials(c, &pb.SuggestTrialsRequest{
+				StudyName: study, Count: 1, WorkerId: id})
+			return err
+		})
+		if !ok {
 			return
 		}
-		out.SuggestMs = append(out.SuggestMs, ms(time.Since(t0)))
+		out.SuggestMs = append(out.SuggestMs, took)
 		for _, trial := range answer.Trials {
-			var last *pb.Measurement
 			for step := int64(0); step < reports; step++ {
-				last = &pb.Measurement{Step: step, Metrics: map[string]float64{"loss": 1 / float64(step+1)}}
-				c, cancel := call()
-				t0 := time.Now()
-				_, err := client.ReportMeasurement(c, &pb.ReportMeasurementRequest{
-					StudyName: study, TrialId: trial.Id, WorkerId: id, Measurement: last})
-				cancel()
-				if err != nil {
-					log.Printf("%s: ReportMeasurement: %v", id, err)
-					out.Errors++
+				m := &pb.Measurement{Step: step, Metrics: map[string]float64{"loss": 1 / float64(step+1)}}
+				took, ok := timed("ReportMeasurement", func(c context.Context) error {
+					_, err := client.ReportMeasurement(c, &pb.ReportMeasurementRequest{
+						StudyName: study, TrialId: trial.Id, WorkerId: id, Measurement: m})
+					return err
+				})
+				if !ok {
 					return
 				}
-				out.ReportMs = append(out.ReportMs, ms(time.Since(t0)))
+				out.ReportMs = append(out.ReportMs, took)
 			}
-			c, cancel := call()
-			_, err := client.CompleteTrial(c, &pb.CompleteTrialRequest{
-				StudyName: study, TrialId: trial.Id, WorkerId: id,
-				FinalMeasurement: &pb.Measurement{Step: reports, Metrics: map[string]float64{"loss": 0.1}}})
-			cancel()
-			if err != nil {
-				log.Printf("%s: CompleteTrial: %v", id, err)
-				out.Errors++
+			final := &pb.Measurement{Step: reports, Metrics: map[string]float64{"loss": 0.1}}
+			if _, ok := timed("CompleteTrial", func(c context.Context) error {
+				_, err := client.CompleteTrial(c, &pb.CompleteTrialRequest{
+					StudyName: study, TrialId: trial.Id, WorkerId: id, FinalMeasurement: final})
+				return err
+			}); !ok {
 				return
 			}
 		}

@@ -38,18 +38,25 @@ def _drop_connections(url: str) -> int:
         admin.dispose()
 
 
+def _spec(
+    metrics: tuple[tuple[str, str], ...] = (("loss", "minimize"),), **extra: object
+) -> StudySpec:
+    """A random-search study over one float, with these (name, goal) metrics."""
+    return StudySpec.from_dict(
+        {
+            "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+            "metrics": [{"name": name, "goal": goal} for name, goal in metrics],
+            "algorithm": "random",
+            **extra,
+        }
+    )
+
+
 def test_calls_survive_postgres_dropping_every_connection(pg_database: str) -> None:
     storage = Storage(pg_database)
     service = TuningService(storage)
     try:
-        spec = StudySpec.from_dict(
-            {
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "metrics": [{"name": "loss", "goal": "minimize"}],
-                "algorithm": "random",
-            }
-        )
-        service.create_study("reconnect", spec)
+        service.create_study("reconnect", _spec())
         trial = service.suggest_trials("reconnect", 1, "w").trials[0]
         service.report("reconnect", trial.id, "w", Measurement(0, {"loss": 1.0}))
         assert _drop_connections(pg_database) >= 1
@@ -77,15 +84,7 @@ def test_queries_by_trial_state_use_the_state_index(tmp_path: Path) -> None:
     storage.engine.dispose()  # new connections, traced
     service = TuningService(storage)
     try:
-        spec = StudySpec.from_dict(
-            {
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "metrics": [{"name": "loss", "goal": "minimize"}],
-                "algorithm": "random",
-                "max_concurrent_trials": 8,
-            }
-        )
-        service.create_study("plans", spec)
+        service.create_study("plans", _spec(max_concurrent_trials=8))
         for i in range(30):
             trial = service.suggest_trials("plans", 1, f"w{i % 3}").trials[0]
             service.report("plans", trial.id, f"w{i % 3}", Measurement(0, {"loss": 1.0}))
@@ -112,17 +111,7 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
     service = TuningService(storage)
     metric = "val.loss"
     try:
-        spec = StudySpec.from_dict(
-            {
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "metrics": [
-                    {"name": metric, "goal": "minimize"},
-                    {"name": "acc", "goal": "maximize"},
-                ],
-                "algorithm": "random",
-            }
-        )
-        service.create_study("peers", spec)
+        service.create_study("peers", _spec(((metric, "minimize"), ("acc", "maximize"))))
         for i in range(24):
             worker = f"w{i}"
             trial = service.suggest_trials("peers", 1, worker).trials[0]
@@ -190,14 +179,7 @@ def test_migration_0003_fills_in_the_primary_metric_of_existing_reports(
     storage = Storage(storage_url)
     service = TuningService(storage)
     try:
-        spec = StudySpec.from_dict(
-            {
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "metrics": [{"name": "val.loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}],
-                "algorithm": "random",
-            }
-        )
-        service.create_study("old", spec)
+        service.create_study("old", _spec((("val.loss", "minimize"), ("acc", "maximize"))))
         trial = service.suggest_trials("old", 1, "w").trials[0]
         service.report("old", trial.id, "w", Measurement(0, {"val.loss": 0.25, "acc": 0.5}))
         service.report("old", trial.id, "w", Measurement(1, {"acc": 0.75}))
