@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
 from tunewire.server.algorithms.pareto import pareto_front
@@ -30,7 +30,7 @@ from tunewire.server.errors import (
     NotFound,
 )
 from tunewire.server.space import Params, check_name
-from tunewire.server.storage.sql import Repository, Storage, StudyRow, trial_row
+from tunewire.server.storage.sql import NeedsWrite, Repository, Storage, StudyRow, trial_row
 from tunewire.server.study import (
     FINISHED_STATES,
     RESULT_STATES,
@@ -45,6 +45,7 @@ from tunewire.server.study import (
     TrialState,
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_SUGGEST_COUNT = 100
@@ -267,6 +268,8 @@ class TuningService:
         """Marks trials whose lease expired LOST and re-enqueues their configurations."""
         if not repo.has_expired_leases(row.id, now):
             return
+        if repo.read_only:
+            raise NeedsWrite
         repo.lock_study(row.id)
         lost = repo.mark_expired_lost(row.id, now)
         retries = [t for t in lost if t.attempt < spec.max_trial_retries]
@@ -290,6 +293,14 @@ class TuningService:
         )
         for i, t in enumerate(retries):
             log.info("study %s: trial %d lost, re-offered as trial %d", row.name, t.id, first + i)
+
+    def _read(self, op: Callable[[Repository], T]) -> T:
+        """A call that only reads, as a read-only transaction; again as a write transaction
+        if it finds leases to expire first (rare: their next call does it otherwise)."""
+        try:
+            return self.storage.run(op, read_only=True)
+        except NeedsWrite:
+            return self.storage.run(op)
 
     def _touch_study(self, repo: Repository, name: str) -> tuple[StudyRow, StudySpec, float]:
         """The study, its spec and the time, after marking its expired leases lost: every
@@ -396,7 +407,7 @@ class TuningService:
             row, _, _ = self._touch_study(repo, name)
             return self._study(repo, row)
 
-        return self.storage.run(op)
+        return self._read(op)
 
     def list_studies(self, page_size: int, page_token: str) -> tuple[list[Study], str]:
         if page_size < 0:
@@ -415,7 +426,7 @@ class TuningService:
             ]
             return out, (_page_token(rows[-1].name) if more and rows else "")
 
-        return self.storage.run(op)
+        return self._read(op)
 
     def delete_study(self, name: str) -> None:
         def op(repo: Repository) -> None:
@@ -986,7 +997,7 @@ class TuningService:
             trial.measurements = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
             return trial
 
-        return self.storage.run(op)
+        return self._read(op)
 
     def list_trials(
         self,
@@ -1018,7 +1029,7 @@ class TuningService:
                 t.study_name = name
             return found, (_page_token(str(found[-1].id)) if more and found else "")
 
-        return self.storage.run(op)
+        return self._read(op)
 
     def optimal_trials(self, name: str, count: int) -> list[Trial]:
         if count < 0:
@@ -1045,4 +1056,4 @@ class TuningService:
             )
             return ranked[: count or 1]
 
-        return self.storage.run(op)
+        return self._read(op)

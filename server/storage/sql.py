@@ -215,6 +215,16 @@ _MEASUREMENT_VALUES: dict[str, Any] = {
     )
 }
 _BEGIN_IMMEDIATE = DriverStatement(text("BEGIN IMMEDIATE"))
+_BEGIN_DEFERRED = DriverStatement(text("BEGIN"))
+# The execution option that marks a connection's transaction read-only (Storage.run).
+_READ_ONLY = "tunewire_read_only"
+
+
+class NeedsWrite(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a read-only transaction that finds it has to write after all (a
+    lease to expire): the caller runs the unit of work again as a write transaction."""
+
+
 # The statements of reports and heartbeats.
 _FIND_STUDY_TRIAL = DriverStatement(_STUDY_TRIAL)
 _FIND_STUDY_TRIAL_FOR_UPDATE = DriverStatement(
@@ -272,9 +282,11 @@ _LOCK_STUDY = DriverStatement(text("SELECT pg_advisory_xact_lock(20517, :sid)"))
 class Repository:
     """Reads and writes within one transaction. Only the service calls it."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, read_only: bool = False) -> None:
         self.conn = conn
         self.is_postgres = conn.dialect.name == "postgresql"
+        # A read-only transaction must not write; see NeedsWrite.
+        self.read_only = read_only
 
     # -- studies ------------------------------------------------------------------
     def lock_study(self, study_id: int) -> None:
@@ -682,7 +694,11 @@ class Storage:
 
             @event.listens_for(engine, "begin")
             def _sqlite_begin(conn: Connection) -> None:
-                _BEGIN_IMMEDIATE.execute(conn, {})
+                # A write transaction takes the file's write lock at once, so it never
+                # fails half-way on a lock; a read-only one reads a snapshot (WAL) and
+                # neither waits for writers nor makes them wait.
+                read_only = conn.get_execution_options().get(_READ_ONLY, False)
+                (_BEGIN_DEFERRED if read_only else _BEGIN_IMMEDIATE).execute(conn, {})
 
             return engine
         if url.startswith("postgresql"):
@@ -698,8 +714,14 @@ class Storage:
             command.upgrade(cfg, "head")
             conn.commit()
 
-    def run(self, fn: Callable[[Repository], T], *, attempts: int = 8) -> T:
+    def run(
+        self, fn: Callable[[Repository], T], *, attempts: int = 8, read_only: bool = False
+    ) -> T:
         """Runs fn in one transaction; commits on return, rolls back on exception.
+
+        A `read_only` transaction must not write (fn raises NeedsWrite instead). On SQLite
+        it then reads a snapshot without taking the write lock, so a long listing of a
+        large study does not hold up every report behind it.
 
         Raises:
             StorageUnavailable: the database cannot be reached or stays locked.
@@ -707,9 +729,11 @@ class Storage:
         for attempt in range(attempts):
             try:
                 with self.engine.connect() as conn:
-                    if self._local_writer is None:
+                    if read_only:
+                        conn.execution_options(**{_READ_ONLY: True})
+                    if self._local_writer is None or read_only:
                         with conn.begin():
-                            return fn(Repository(conn))
+                            return fn(Repository(conn, read_only=read_only))
                     # Only the transaction holds the writer lock, not the pool's
                     # checkout and checkin: it bounds the throughput of the process.
                     with self._local_writer, conn.begin():

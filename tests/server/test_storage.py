@@ -6,6 +6,8 @@ import itertools
 import random
 import re
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -190,4 +192,55 @@ def test_migration_0003_fills_in_the_primary_metric_of_existing_reports(
             assert [tuple(r) for r in values] == [(0, 0.25), (1, None)]
     finally:
         _migrate(storage, "head")
+        storage.dispose()
+
+
+def test_sqlite_reads_neither_wait_for_nor_hold_up_writes(tmp_path: Path) -> None:
+    """A listing of a large study reads a snapshot: while one is in progress, reports
+    go through (they used to queue behind the reader's write lock)."""
+    storage = Storage(f"sqlite:///{tmp_path / 'reads.db'}")
+    service = TuningService(storage)
+    reading, release = threading.Event(), threading.Event()
+    try:
+        service.create_study("reads", _spec())
+        trial = service.suggest_trials("reads", 1, "w").trials[0]
+
+        def slow_listing(repo: Repository) -> int:
+            n = len(repo.trials_where(1))
+            reading.set()
+            assert release.wait(10)
+            return n
+
+        pool = ThreadPoolExecutor(2)
+        try:
+            listing = pool.submit(storage.run, slow_listing, read_only=True)
+            assert reading.wait(10)
+            report = pool.submit(
+                service.report, "reads", trial.id, "w", Measurement(0, {"loss": 1.0})
+            )
+            assert report.result(timeout=5)[0] is None  # done while the listing still reads
+            assert not listing.done()
+            release.set()
+            assert listing.result(timeout=5) == 1
+        finally:
+            release.set()
+            pool.shutdown()
+    finally:
+        storage.dispose()
+
+
+def test_a_read_that_finds_an_expired_lease_expires_it(storage_url: str) -> None:
+    now = [1000.0]
+    storage = Storage(storage_url)
+    service = TuningService(storage, clock=lambda: now[0])
+    try:
+        service.create_study("expiry", _spec(lease_timeout_seconds=60))
+        trial = service.suggest_trials("expiry", 1, "w").trials[0]
+        now[0] += 61
+        study = service.get_study("expiry")  # read-only at first, then as a write
+        assert study.trial_counts.get(TrialState.LOST) == 1
+        assert service.get_trial("expiry", trial.id).state == TrialState.LOST
+        retried = service.list_trials("expiry", [TrialState.REQUESTED], 10, "")[0]
+        assert [t.retry_of for t in retried] == [trial.id]
+    finally:
         storage.dispose()
