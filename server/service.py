@@ -1038,22 +1038,26 @@ class TuningService:
         def op(repo: Repository) -> list[Trial]:
             row = self._study_row(repo, name)
             spec = self._spec(row)
-            done = repo.trials_where(row.id, states=RESULT_STATES)
-            for t in done:
-                t.study_name = name
+            # Rank on the final metrics alone (one metric: in the database); load whole
+            # trials only for the winners.
             if len(spec.metrics) > 1:
-                front = set(
-                    pareto_front(
-                        spec,
-                        [Observation(t.id, t.parameters, t.state, t.final_metrics) for t in done],
-                    )
+                results = repo.final_results(row.id, RESULT_STATES)
+                best = pareto_front(
+                    spec, [Observation(tid, {}, state, fm) for tid, state, fm in results]
                 )
-                return [t for t in done if t.id in front]
-            metric = spec.primary_metric
-            ranked = sorted(
-                (t for t in done if t.final_metrics and metric.name in t.final_metrics),
-                key=lambda t: (_loss(metric.goal, float(t.final_metrics[metric.name])), t.id),  # type: ignore[index]
-            )
-            return ranked[: count or 1]
+            else:
+                metric = spec.primary_metric
+                best = repo.best_by_metric(
+                    row.id,
+                    RESULT_STATES,
+                    metric.name,
+                    maximize=metric.goal is Goal.MAXIMIZE,
+                    count=count or 1,
+                )
+            found = {t.id: t for t in repo.trials_by_id(row.id, best)}
+            out = [found[tid] for tid in best]
+            for t in out:
+                t.study_name = name
+            return out
 
         return self._read(op)

@@ -244,3 +244,71 @@ def test_a_read_that_finds_an_expired_lease_expires_it(storage_url: str) -> None
         assert [t.retry_of for t in retried] == [trial.id]
     finally:
         storage.dispose()
+
+
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_best_trials_ranked_in_sql_match_a_ranking_in_python(storage_url: str, goal: str) -> None:
+    """ListOptimalTrials ranks one metric in the database: the same trials, in the same
+    order (ties: the older first), as sorting every finished trial's result in Python."""
+    rng = random.Random(3)
+    storage = Storage(storage_url)
+    service = TuningService(storage)
+    metric = "val.acc"
+    try:
+        service.create_study("rank", _spec(((metric, goal),)))
+        for i in range(40):
+            worker = f"w{i}"
+            trial = service.suggest_trials("rank", 1, worker).trials[0]
+            value = rng.choice([0.5, 0.25, rng.uniform(-1e3, 1e3), rng.uniform(0, 1e-9)])
+            if i % 7 == 3:
+                service.fail_trial("rank", trial.id, worker, "boom")
+            elif i % 5 == 4:
+                service.complete_trial("rank", trial.id, worker, None, "out of memory")
+            else:
+                service.complete_trial("rank", trial.id, worker, {metric: value})
+        service.add_trial("rank", {"x": 0.5}, {metric: 0.5})  # a tie, added by hand
+        finished = [
+            t
+            for t in service.list_trials("rank", [], 100, "")[0]
+            if t.state in (TrialState.COMPLETED, TrialState.STOPPED_EARLY) and t.final_metrics
+        ]
+        sign = 1.0 if goal == "minimize" else -1.0
+        ranked = sorted(finished, key=lambda t: (sign * t.final_metrics[metric], t.id))
+        want = [t.id for t in ranked]
+        for count in (1, 3, 100):
+            assert [t.id for t in service.optimal_trials("rank", count)] == want[:count]
+    finally:
+        storage.dispose()
+
+
+def test_the_trial_budget_count_matches_a_count_of_the_rows(storage_url: str) -> None:
+    """count_budget_trials counts from the largest trial id; it must equal counting the
+    rows, through lost trials and their retries and trials added by hand."""
+    now = [1000.0]
+    storage = Storage(storage_url)
+    service = TuningService(storage, clock=lambda: now[0])
+    try:
+        service.create_study("budget", _spec(lease_timeout_seconds=60, max_trial_retries=2))
+        for i in range(6):
+            service.suggest_trials("budget", 1, f"w{i}")
+        now[0] += 61  # all six leases expire: six LOST, six retries REQUESTED
+        service.add_trial("budget", {"x": 0.5}, None)
+        service.add_trial("budget", {"x": 0.25}, {"loss": 1.0})
+        for i in range(3):  # three retries handed out again
+            service.suggest_trials("budget", 1, f"v{i}")
+
+        def counts(repo: Repository) -> tuple[int, int]:
+            study_id = service._study_row(repo, "budget").id
+            direct = repo.conn.execute(
+                text(
+                    "SELECT count(*) FROM trials WHERE study_id = :sid "
+                    "AND state NOT IN ('lost', 'requested')"
+                ),
+                {"sid": study_id},
+            ).scalar_one()
+            return repo.count_budget_trials(study_id), int(direct)
+
+        fast, direct = storage.run(counts)
+        assert fast == direct == 4  # 3 retries running + 1 added with a result
+    finally:
+        storage.dispose()
