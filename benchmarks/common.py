@@ -25,7 +25,12 @@ def free_port() -> int:
 
 
 def start_server_process(
-    storage: str, port: int, log: Path, threads: int = 32, torch_threads: int = 0
+    storage: str,
+    port: int,
+    log: Path,
+    threads: int = 32,
+    torch_threads: int = 0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`tunewire serve` in its own process; returns once it answers health checks.
 
@@ -51,6 +56,7 @@ def start_server_process(
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        env=env,
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = health_pb2_grpc.HealthStub(channel)
