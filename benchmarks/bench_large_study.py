@@ -11,8 +11,10 @@ would have. Then, through gRPC, median latencies of what workers and people call
 a worker's cycle (SuggestTrials, 3 reports with stop decisions, CompleteTrial), the best
 trial (ListOptimalTrials), a page of 100 trials (ListTrials) and GetStudy. Last, 16
 simulated workers (the Go load generator of bench_service) report on another study for
-5 s while a client keeps asking for the best trial of the large one: their report
-throughput and p99 show whether a listing holds up everyone else.
+5 s while a client keeps asking for the best trial of the large one, and again while 4
+other workers report on the large one (whose median rule reads every completed trial on
+each report): their report throughput and p99 show whether a listing or a large study's
+decisions hold up everyone else.
 
 `--baseline REV` runs the server of an earlier commit (a git worktree put first on the
 server's PYTHONPATH) on the same data beside the current one. Optuna (when installed)
@@ -143,6 +145,7 @@ def measure_server(
             row["page"] = f"{_median_ms(lambda: client.call('ListTrials', page), 5):.1f}"
             row["study"] = f"{_median_ms(lambda: client.get_study('large'), 5):.1f}"
         row["while listing"] = _reports_while_listing(target, loader) if loader else "no Go"
+        row["beside"] = _reports_beside_large(target, loader) if loader else "no Go"
     finally:
         server.terminate()
         server.wait(10)
@@ -179,6 +182,43 @@ def _reports_while_listing(target: str, loader: Path) -> str:
     ms = sorted(json.loads(done.stdout)["report_ms"])
     p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else float("nan")
     return f"{len(ms) / 5:,.0f} RPC/s, p99 {p99:,.0f} ms ({listings[0]} listings)"
+
+
+def _go_workers(loader: Path, target: str, study: str, workers: int) -> list[str]:
+    return [str(loader), "-target", target, "-study", study, "-workers", str(workers)] + [
+        "-seconds",
+        "5",
+        "-reports",
+        str(REPORTS_PER_TRIAL),
+        "-first",
+        "1000" if study == "large" else "0",
+    ]
+
+
+def _reports_beside_large(target: str, loader: Path) -> str:
+    """16 Go workers on the small study while 4 others report on the large one, whose
+    median rule reads every completed trial on each report."""
+    large = subprocess.Popen(
+        _go_workers(loader, target, "large", 4), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        small = subprocess.run(
+            _go_workers(loader, target, "small", 16),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+    finally:
+        large_out, _ = large.communicate(timeout=300)
+    ms = sorted(json.loads(small.stdout)["report_ms"])
+    big = sorted(json.loads(large_out)["report_ms"])
+    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else float("nan")
+    big_p50 = statistics.median(big) if big else float("nan")
+    return (
+        f"{len(ms) / 5:,.0f} RPC/s, p99 {p99:,.0f} ms "
+        f"(large-study reports: {len(big) / 5:,.1f}/s, p50 {big_p50:,.0f} ms)"
+    )
 
 
 def measure_optuna(n: int, tmp: Path, quick: bool) -> dict[str, str]:
@@ -229,6 +269,7 @@ def measure_optuna(n: int, tmp: Path, quick: bool) -> dict[str, str]:
         "page": "—",
         "study": "—",
         "while listing": "—",
+        "beside": "—",
     }
 
 
@@ -261,11 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         have_optuna = True
     except ImportError:
         have_optuna = False
-    columns = ("suggest", "report", "complete", "best", "page", "study", "while listing")
+    columns = ("suggest", "report", "complete", "best", "page", "study", "while listing", "beside")
     lines = [
         "| trials | server | suggest ms | report ms | complete ms | best trial ms "
-        "| ListTrials ms | GetStudy ms | 16 workers' reports while one client lists |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ListTrials ms | GetStudy ms | 16 workers' reports while one client lists "
+        "| 16 workers' reports while 4 report on the large study |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     started = time.time()
     with tempfile.TemporaryDirectory() as d:

@@ -29,6 +29,8 @@ RULE_DEFAULTS: dict[str, dict[str, float]] = {
     "patience": {"patience_steps": 5, "min_delta": 0.0},
     "threshold": {"bound": math.nan, "after_step": 0},
 }
+# The rules that read other trials' curves (peers_needed can ask for something).
+PEER_RULES = frozenset({"median", "successive_halving"})
 BOOLEAN_SETTINGS = {"use_step_values"}
 INTEGER_SETTINGS = {
     "min_completed_trials",

@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
 from tunewire.server.algorithms.pareto import pareto_front
-from tunewire.server.early_stopping import decide_from_values, peers_needed
+from tunewire.server.early_stopping import (
+    PEER_RULES,
+    PeerQuery,
+    decide_from_values,
+    peers_needed,
+)
 from tunewire.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -241,6 +246,10 @@ class TuningService:
         # a batch size learnt from the study's algorithm by its last suggestion (a hint:
         # unknown or stale, it only changes how requests are grouped).
         self._combine_limits: dict[str, int] = {}
+        # Studies whose early-stopping rule reads other trials (median, successive
+        # halving), learnt from their reports: a hint for where a report runs, never
+        # needed for its correctness.
+        self._peer_rules: dict[str, bool] = {}
         self._combiner = SuggestCombiner(self.suggest_together, self.combine_limit)
 
     # -- helpers ----------------------------------------------------------------------
@@ -693,8 +702,17 @@ class TuningService:
                 "completed with infeasible_reason instead"
             )
 
+        # On SQLite the one write transaction holds the whole file: the other trials'
+        # numbers a median or successive-halving decision needs (a pass over their
+        # reports in a large study) are read first from a snapshot, without the write
+        # lock, for a study known to need them.
+        peers = None
+        if self.storage.single_writer and self.reads_peers(name):
+            peers = self._read(functools.partial(self._peers_for, name, trial_id, measurement))
+
         def op(repo: Repository) -> tuple[StopDecision | None, Trial]:
             row, spec, found, now = self._touch_trial(repo, name, trial_id, for_update=True)
+            self._note_peer_rule(name, spec)
             objective_names = {m.name for m in spec.metrics}
             if not objective_names & set(measurement.metrics):
                 raise InvalidArgument(
@@ -715,7 +733,7 @@ class TuningService:
                 return trial.stop_decision, trial
             if trial.stop_decision is not None:
                 return trial.stop_decision, trial
-            decision = self._decide_stop(repo, row, spec, trial_id)
+            decision = self._decide_stop(repo, row, spec, trial_id, peers)
             if decision is not None:
                 repo.update_trial(
                     row.id,
@@ -729,41 +747,87 @@ class TuningService:
 
         return self.storage.run(op)
 
-    def _decide_stop(
+    def reads_peers(self, name: str) -> bool:
+        """Whether the study's early-stopping rule reads other trials (learnt from its
+        reports; False until then)."""
+        return self._peer_rules.get(name, False)
+
+    def _note_peer_rule(self, name: str, spec: StudySpec) -> None:
+        if len(self._peer_rules) > 10_000:
+            self._peer_rules.clear()
+        self._peer_rules[name] = spec.early_stopping.rule in PEER_RULES
+
+    def _own_curve(
         self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int
+    ) -> list[tuple[int, float]]:
+        """The trial's (step, loss) reports of the primary metric, by step."""
+        metric = spec.primary_metric
+        return [
+            (m.step, _loss(metric.goal, m.metrics[metric.name]))
+            for m in repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
+            if metric.name in m.metrics
+        ]
+
+    def _peer_values(
+        self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int, query: PeerQuery
+    ) -> list[float]:
+        """One number per other trial, computed by the database (a median rule reads
+        completed peers only: a stopped trial's truncated curve would drag the median
+        towards the bad trials)."""
+        goal = spec.primary_metric.goal
+        return [
+            _loss(goal, v)
+            for v in repo.peer_values(
+                row.id,
+                reduce=query.reduce,
+                step=query.step,
+                completed_only=query.completed_only,
+                exclude=trial_id,
+            )
+        ]
+
+    def _peers_for(
+        self, name: str, trial_id: int, measurement: Measurement, repo: Repository
+    ) -> tuple[PeerQuery, list[float]] | None:
+        """What the decision on this report will read of the other trials, from a
+        snapshot taken before the report's transaction (None: nothing, or not known)."""
+        row = self._study_row(repo, name)
+        spec = self._spec(row)
+        metric = spec.primary_metric
+        if spec.early_stopping.rule not in PEER_RULES or metric.name not in measurement.metrics:
+            return None
+        step = measurement.step
+        curve = [p for p in self._own_curve(repo, row, spec, trial_id) if p[0] != step]
+        curve.append((step, _loss(metric.goal, measurement.metrics[metric.name])))
+        curve.sort()
+        query = peers_needed(spec.early_stopping, curve)
+        if query is None:
+            return None
+        return query, self._peer_values(repo, row, spec, trial_id, query)
+
+    def _decide_stop(
+        self,
+        repo: Repository,
+        row: StudyRow,
+        spec: StudySpec,
+        trial_id: int,
+        peers: tuple[PeerQuery, list[float]] | None = None,
     ) -> StopDecision | None:
+        """The stop decision on the trial's latest report. `peers`: the other trials'
+        numbers read beforehand, used when the decision asks for exactly those."""
         policy = spec.early_stopping
         if policy.rule == "none":
             return None
-        metric = spec.primary_metric
-
-        def curve_of(ms: Sequence[Measurement]) -> list[tuple[int, float]]:
-            return [
-                (m.step, _loss(metric.goal, m.metrics[metric.name]))
-                for m in ms
-                if metric.name in m.metrics
-            ]
-
-        own = repo.measurements_of(row.id, [trial_id]).get(trial_id, [])
-        curve = curve_of(own)
+        curve = self._own_curve(repo, row, spec, trial_id)
         if not curve:
             return None
         query = peers_needed(policy, curve)
         values: list[float] = []
         if query is not None:
-            # One number per peer, computed by the database (a median rule reads
-            # completed peers only: a stopped trial's truncated curve would drag the
-            # median towards the bad trials).
-            values = [
-                _loss(metric.goal, v)
-                for v in repo.peer_values(
-                    row.id,
-                    reduce=query.reduce,
-                    step=query.step,
-                    completed_only=query.completed_only,
-                    exclude=trial_id,
-                )
-            ]
+            if peers is not None and peers[0] == query:
+                values = peers[1]
+            else:
+                values = self._peer_values(repo, row, spec, trial_id, query)
         return decide_from_values(policy, curve, values)
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:

@@ -216,8 +216,9 @@ RPC_NAMES = tuple(m.name for m in api.DESCRIPTOR.services_by_name["TuningService
 
 def _async_rpc(name: str, where: str) -> Callable[..., Any]:
     """An async handler for RPC `name`: TuningServicer's method run in the thread pool
-    (`where="pool"`) or on the loop (`"loop"`), or the servicer's own coroutine
-    (`"async"`); domain errors become status codes."""
+    (`where="pool"`) or on the loop (`"loop"`, unless `_offload` says this request is
+    too heavy for it), or the servicer's own coroutine (`"async"`); domain errors become
+    status codes."""
 
     async def call(
         self: AsyncTuningServicer, request: Any, context: grpc.aio.ServicerContext
@@ -226,7 +227,7 @@ def _async_rpc(name: str, where: str) -> Callable[..., Any]:
             if where == "async":
                 return await getattr(self, f"_{name}")(request)
             method = getattr(self.servicer, name)
-            if where == "loop":
+            if where == "loop" and not self._offload(name, request):
                 return method(request, context)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, method, request, context)
@@ -256,6 +257,12 @@ class AsyncTuningServicer(api_grpc.TuningServiceServicer):
             if inline_ok and name == "SuggestTrials":
                 where = "async"
             setattr(self, name, _async_rpc(name, where).__get__(self))
+
+    def _offload(self, name: str, request: Any) -> bool:
+        """Whether a call that usually runs on the loop goes to the thread pool: a report
+        on a study whose early-stopping rule reads the other trials (in a large study,
+        milliseconds of SQL that the loop should not wait for)."""
+        return name == "ReportMeasurement" and self.service.reads_peers(request.study_name)
 
     async def _SuggestTrials(self, request: api.SuggestTrialsRequest) -> api.SuggestTrialsResponse:
         return await self._suggest(request.study_name, request.count, request.worker_id)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tunewire.client import TuningClient
 from tunewire.client.cli import main as cli_main
 from tunewire.server.app import RunningServer
+from tunewire.server.service import TuningService
+from tunewire.server.storage.sql import Repository, Storage
+from tunewire.server.study import Measurement, StudySpec
 
 SPACE = [{"name": "quality", "type": "float", "min": 0.0, "max": 1.0}]
 
@@ -109,3 +114,71 @@ def test_study_show_lists_stop_decisions(
     out = capsys.readouterr().out
     assert "1 stopped early" in out and "[stopped at step 1 by threshold]" in out
     client.close()
+
+
+def test_sqlite_median_decisions_read_peers_outside_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A median decision reads the other trials (a pass over their reports in a large
+    study) from a snapshot before the report's write transaction: while one report's
+    decision is reading, another worker's report commits, and the decisions are those
+    of the in-transaction path."""
+    storage = Storage(f"sqlite:///{tmp_path / 'peers.db'}")
+    service = TuningService(storage)
+    spec = StudySpec.from_dict(
+        {
+            "parameters": SPACE,
+            "metrics": [{"name": "loss", "goal": "minimize"}],
+            "algorithm": "random",
+            "early_stopping": {"rule": "median", "min_completed_trials": 2},
+        }
+    )
+    try:
+        service.create_study("peers", spec)
+        for i in range(3):  # completed peers with losses 1.0, 1.1, 1.2 at every step
+            t = service.suggest_trials("peers", 1, f"done{i}").trials[0]
+            for step in range(3):
+                service.report("peers", t.id, f"done{i}", Measurement(step, {"loss": 1 + i / 10}))
+            service.complete_trial("peers", t.id, f"done{i}", {"loss": 1 + i / 10})
+        slow = service.suggest_trials("peers", 1, "slow").trials[0]
+        other = service.suggest_trials("peers", 1, "other").trials[0]
+        assert service.reads_peers("peers")  # learnt from the reports above
+
+        reading, release = threading.Event(), threading.Event()
+        real = Repository.peer_values
+
+        def held_peer_values(repo: Repository, *args: Any, **kwargs: Any) -> list[float]:
+            if threading.current_thread().name == "slow-report":
+                reading.set()
+                assert release.wait(10)
+            return real(repo, *args, **kwargs)
+
+        monkeypatch.setattr(Repository, "peer_values", held_peer_values)
+        result: dict[str, Any] = {}
+
+        def slow_report() -> None:
+            result["slow"] = service.report("peers", slow.id, "slow", Measurement(1, {"loss": 5.0}))
+
+        thread = threading.Thread(target=slow_report, name="slow-report")
+        thread.start()
+        try:
+            assert reading.wait(10)
+            # The other worker's report (and its own median decision) commits meanwhile.
+            meanwhile = threading.Thread(
+                target=lambda: result.update(
+                    other=service.report("peers", other.id, "other", Measurement(1, {"loss": 0.5}))
+                )
+            )
+            meanwhile.start()
+            meanwhile.join(5)
+            assert "other" in result, "the report waited for the other report's decision"
+            assert result["other"][0] is None  # 0.5 is better than the median 1.1
+            assert thread.is_alive()
+        finally:
+            release.set()
+            thread.join(10)
+        decision, trial = result["slow"]
+        assert decision is not None and decision.rule == "median"  # 5.0 > the median 1.1
+        assert service.get_trial("peers", slow.id).stop_decision == decision
+    finally:
+        storage.dispose()
