@@ -185,13 +185,8 @@ def decide_from_values(
     s = policy.settings
     step, value = curve[-1]
     if policy.rule == "median":
-        return _median(
-            int(s["min_completed_trials"]),
-            int(s["grace_period_steps"]),
-            bool(s["use_step_values"]),
-            curve,
-            peer_values,
-        )
+        median = statistics.median(peer_values) if peer_values else None
+        return median_decision(policy, curve, len(peer_values), median)
     if policy.rule == "successive_halving":
         rung = _new_rung(policy, curve)
         if rung is None:
@@ -208,27 +203,25 @@ def decide_from_values(
     raise InvalidArgument(f"unknown early-stopping rule {policy.rule!r}")
 
 
-def _median(
-    min_completed: int,
-    grace: int,
-    use_step_values: bool,
-    curve: Curve,
-    peer_values: Sequence[float],
+def median_decision(
+    policy: EarlyStoppingPolicy, curve: Curve, count: int, median: float | None
 ) -> StopDecision | None:
-    """`peer_values`: completed peers' values at the step (their latest report up to it)
-    or their running averages up to it."""
+    """The median rule from what it reads of its peers: how many completed peers have a
+    value at the step (their latest report up to it, or their running average up to it)
+    and the median of those values (None when there are none)."""
+    s = policy.settings
     step = curve[-1][0]
-    if step < grace or len(peer_values) < min_completed:
+    if step < int(s["grace_period_steps"]) or count < int(s["min_completed_trials"]):
         return None
-    median = statistics.median(peer_values)
+    assert median is not None
     best = min(v for _, v in curve)
     if best > median:
         return StopDecision(
             step,
             "median",
             f"best value {best:.6g} by step {step} is worse than the median {median:.6g} of "
-            f"{len(peer_values)} completed trials' "
-            + ("values at the step" if use_step_values else "running averages"),
+            f"{count} completed trials' "
+            + ("values at the step" if s["use_step_values"] else "running averages"),
         )
     return None
 

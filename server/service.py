@@ -26,6 +26,7 @@ from tunewire.server.early_stopping import (
     PEER_RULES,
     PeerQuery,
     decide_from_values,
+    median_decision,
     peers_needed,
 )
 from tunewire.server.errors import (
@@ -51,6 +52,9 @@ from tunewire.server.study import (
 )
 
 T = TypeVar("T")
+# What a stop decision reads of the other trials: the median rule's (count, median), or
+# one number per trial (successive halving).
+PeerNumbers = list[float] | tuple[int, float | None]
 log = logging.getLogger(__name__)
 
 MAX_SUGGEST_COUNT = 100
@@ -768,27 +772,28 @@ class TuningService:
             if metric.name in m.metrics
         ]
 
-    def _peer_values(
+    def _peer_numbers(
         self, repo: Repository, row: StudyRow, spec: StudySpec, trial_id: int, query: PeerQuery
-    ) -> list[float]:
-        """One number per other trial, computed by the database (a median rule reads
-        completed peers only: a stopped trial's truncated curve would drag the median
-        towards the bad trials)."""
+    ) -> PeerNumbers:
+        """What the rule reads of the other trials, computed by the database: for the
+        median rule their count and median, else one number per trial. (A median rule
+        reads completed peers only: a stopped trial's truncated curve would drag the
+        median towards the bad trials.)"""
         goal = spec.primary_metric.goal
-        return [
-            _loss(goal, v)
-            for v in repo.peer_values(
-                row.id,
-                reduce=query.reduce,
-                step=query.step,
-                completed_only=query.completed_only,
-                exclude=trial_id,
-            )
-        ]
+        where = {
+            "reduce": query.reduce,
+            "step": query.step,
+            "completed_only": query.completed_only,
+            "exclude": trial_id,
+        }
+        if spec.early_stopping.rule == "median":
+            count, median = repo.peer_median(row.id, **where)
+            return count, None if median is None else _loss(goal, median)
+        return [_loss(goal, v) for v in repo.peer_values(row.id, **where)]
 
     def _peers_for(
         self, name: str, trial_id: int, measurement: Measurement, repo: Repository
-    ) -> tuple[PeerQuery, list[float]] | None:
+    ) -> tuple[PeerQuery, PeerNumbers] | None:
         """What the decision on this report will read of the other trials, from a
         snapshot taken before the report's transaction (None: nothing, or not known)."""
         row = self._study_row(repo, name)
@@ -803,7 +808,7 @@ class TuningService:
         query = peers_needed(spec.early_stopping, curve)
         if query is None:
             return None
-        return query, self._peer_values(repo, row, spec, trial_id, query)
+        return query, self._peer_numbers(repo, row, spec, trial_id, query)
 
     def _decide_stop(
         self,
@@ -811,7 +816,7 @@ class TuningService:
         row: StudyRow,
         spec: StudySpec,
         trial_id: int,
-        peers: tuple[PeerQuery, list[float]] | None = None,
+        peers: tuple[PeerQuery, PeerNumbers] | None = None,
     ) -> StopDecision | None:
         """The stop decision on the trial's latest report. `peers`: the other trials'
         numbers read beforehand, used when the decision asks for exactly those."""
@@ -822,13 +827,15 @@ class TuningService:
         if not curve:
             return None
         query = peers_needed(policy, curve)
-        values: list[float] = []
-        if query is not None:
-            if peers is not None and peers[0] == query:
-                values = peers[1]
-            else:
-                values = self._peer_values(repo, row, spec, trial_id, query)
-        return decide_from_values(policy, curve, values)
+        if query is None:
+            return decide_from_values(policy, curve, [])
+        if peers is not None and peers[0] == query:
+            numbers = peers[1]
+        else:
+            numbers = self._peer_numbers(repo, row, spec, trial_id, query)
+        if isinstance(numbers, tuple):
+            return median_decision(policy, curve, *numbers)
+        return decide_from_values(policy, curve, numbers)
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
         def op(repo: Repository) -> tuple[bool, Trial]:

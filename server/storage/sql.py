@@ -612,6 +612,41 @@ class Repository:
         Early stopping reads these on every report: they cost one pass over the study's
         measurements in the database instead of loading and parsing every curve.
         """
+        per_peer = self._per_peer(study_id, reduce, step, completed_only, exclude)
+        return [float(v) for (v,) in self.conn.execute(select(per_peer.c.v))]
+
+    def peer_median(
+        self,
+        study_id: int,
+        *,
+        reduce: str,
+        step: int,
+        completed_only: bool,
+        exclude: int,
+    ) -> tuple[int, float | None]:
+        """How many `peer_values` there are and their median (None when there are none),
+        found by the database: two rows come back instead of one per trial."""
+        per_peer = self._per_peer(study_id, reduce, step, completed_only, exclude)
+        ranked = select(
+            per_peer.c.v,
+            (func.row_number().over(order_by=per_peer.c.v) - 1).label("k"),
+            func.count().over().label("n"),
+        ).subquery()
+        # The 0-based middle ranks (n-1)//2 and n//2 are the k with n-2 <= 2k <= n.
+        rows = self.conn.execute(
+            select(ranked.c.v, ranked.c.n)
+            .where(2 * ranked.c.k >= ranked.c.n - 2, 2 * ranked.c.k <= ranked.c.n)
+            .order_by(ranked.c.k)
+        ).all()
+        if not rows:
+            return 0, None
+        middle = [float(v) for v, _ in rows]
+        return int(rows[0][1]), middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2
+
+    def _per_peer(
+        self, study_id: int, reduce: str, step: int, completed_only: bool, exclude: int
+    ) -> Any:
+        """`peer_values` as a subquery with one column, v."""
         m = measurements
         if reduce == "mean":
             where: list[ColumnElement[bool]] = [
@@ -629,8 +664,12 @@ class Repository:
                         )
                     )
                 )
-            stmt = select(func.avg(m.c.value)).where(*where).group_by(m.c.trial_id)
-            return [float(v) for (v,) in self.conn.execute(stmt)]
+            return (
+                select(func.avg(m.c.value).label("v"))
+                .where(*where)
+                .group_by(m.c.trial_id)
+                .subquery()
+            )
         if reduce not in ("last", "first"):
             raise ValueError(f"unknown reduction {reduce!r}")
         # One index seek per trial: its report nearest to `step` on the asked side.
@@ -650,8 +689,8 @@ class Repository:
         peers = [trials.c.study_id == study_id, trials.c.trial_id != exclude]
         if completed_only:
             peers.append(trials.c.state == TrialState.COMPLETED.value)
-        rows = self.conn.execute(select(nearest).where(*peers))
-        return [float(v) for (v,) in rows if v is not None]
+        values = select(nearest.label("v")).where(*peers).subquery()
+        return select(values.c.v).where(values.c.v.is_not(None)).subquery()
 
 
 def _measurement_from_row(row: Any) -> Measurement:

@@ -145,15 +145,15 @@ def test_sqlite_median_decisions_read_peers_outside_the_write_lock(
         assert service.reads_peers("peers")  # learnt from the reports above
 
         reading, release = threading.Event(), threading.Event()
-        real = Repository.peer_values
+        real = Repository.peer_median
 
-        def held_peer_values(repo: Repository, *args: Any, **kwargs: Any) -> list[float]:
+        def held_peer_median(repo: Repository, *args: Any, **kwargs: Any) -> Any:
             if threading.current_thread().name == "slow-report":
                 reading.set()
                 assert release.wait(10)
             return real(repo, *args, **kwargs)
 
-        monkeypatch.setattr(Repository, "peer_values", held_peer_values)
+        monkeypatch.setattr(Repository, "peer_median", held_peer_median)
         result: dict[str, Any] = {}
 
         def slow_report() -> None:

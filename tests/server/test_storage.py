@@ -6,6 +6,7 @@ import itertools
 import random
 import re
 import sqlite3
+import statistics
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,9 +106,10 @@ def test_queries_by_trial_state_use_the_state_index(tmp_path: Path) -> None:
 
 
 def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str) -> None:
-    """Early stopping's per-peer numbers come from SQL; they must equal what the rules'
-    reference (`peer_value` over whole curves) gives, on both backends: irregular steps,
-    reports without the metric, a metric name with a dot, peers in every state."""
+    """Early stopping's per-peer numbers, and their count and median, come from SQL; they
+    must equal what the rules' reference (`peer_value` over whole curves) gives, on both
+    backends: irregular steps, reports without the metric, a metric name with a dot, peers
+    in every state, odd and even counts."""
     rng = random.Random(7)
     storage = Storage(storage_url)
     service = TuningService(storage)
@@ -158,6 +160,18 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
                     )
                 )
                 assert got == pytest.approx(want, rel=1e-12, abs=1e-12), query
+                count, median = repo.peer_median(
+                    study_id,
+                    reduce=reduce,
+                    step=step,
+                    completed_only=completed_only,
+                    exclude=exclude,
+                )
+                assert count == len(want), query
+                if want:
+                    assert median == pytest.approx(statistics.median(want), rel=1e-12), query
+                else:
+                    assert median is None
                 checked += bool(want)
             return checked
 
