@@ -781,6 +781,7 @@ class TuningService:
         median towards the bad trials.)"""
         goal = spec.primary_metric.goal
         where = {
+            "metric": spec.primary_metric.name,
             "reduce": query.reduce,
             "step": query.step,
             "completed_only": query.completed_only,

@@ -408,10 +408,7 @@ class Repository:
         """Ids of the `count` trials in these states with the best final value of `metric`
         (ties: the older first), ranked by the database."""
         column = trials.c.final_metrics_json
-        # The column is text: PostgreSQL parses it as JSON; SQLite's JSON functions take
-        # text (a CAST to JSON there would turn it into a number).
-        as_json = cast(column, JSON) if self.is_postgres else type_coerce(column, JSON)
-        value = as_json[metric].as_float()
+        value = self._json_number(column, metric)
         rows = self.conn.execute(
             select(trials.c.trial_id)
             .where(
@@ -424,6 +421,13 @@ class Repository:
             .limit(count)
         )
         return [int(tid) for (tid,) in rows]
+
+    def _json_number(self, column: Any, key: str) -> Any:
+        """The number under `key` in a text column holding a JSON object, as SQL."""
+        # The column is text: PostgreSQL parses it as JSON; SQLite's JSON functions take
+        # text (a CAST to JSON there would turn it into a number).
+        as_json = cast(column, JSON) if self.is_postgres else type_coerce(column, JSON)
+        return as_json[key].as_float()
 
     def trials_by_id(self, study_id: int, trial_ids: Sequence[int]) -> list[Trial]:
         """The study's trials with these ids, ordered by id."""
@@ -598,6 +602,7 @@ class Repository:
         self,
         study_id: int,
         *,
+        metric: str,
         reduce: str,
         step: int,
         completed_only: bool,
@@ -612,13 +617,14 @@ class Repository:
         Early stopping reads these on every report: they cost one pass over the study's
         measurements in the database instead of loading and parsing every curve.
         """
-        per_peer = self._per_peer(study_id, reduce, step, completed_only, exclude)
+        per_peer = self._per_peer(study_id, metric, reduce, step, completed_only, exclude)
         return [float(v) for (v,) in self.conn.execute(select(per_peer.c.v))]
 
     def peer_median(
         self,
         study_id: int,
         *,
+        metric: str,
         reduce: str,
         step: int,
         completed_only: bool,
@@ -626,7 +632,7 @@ class Repository:
     ) -> tuple[int, float | None]:
         """How many `peer_values` there are and their median (None when there are none),
         found by the database: two rows come back instead of one per trial."""
-        per_peer = self._per_peer(study_id, reduce, step, completed_only, exclude)
+        per_peer = self._per_peer(study_id, metric, reduce, step, completed_only, exclude)
         ranked = select(
             per_peer.c.v,
             (func.row_number().over(order_by=per_peer.c.v) - 1).label("k"),
@@ -644,16 +650,26 @@ class Repository:
         return int(rows[0][1]), middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2
 
     def _per_peer(
-        self, study_id: int, reduce: str, step: int, completed_only: bool, exclude: int
+        self,
+        study_id: int,
+        metric: str,
+        reduce: str,
+        step: int,
+        completed_only: bool,
+        exclude: int,
     ) -> Any:
         """`peer_values` as a subquery with one column, v."""
         m = measurements
+        # A report's `value` column holds its primary metric. A replica still running
+        # code from before that column (a rolling upgrade) writes reports without it:
+        # those are read from their JSON instead (COALESCE reads it only for them).
+        report_value = func.coalesce(m.c.value, self._json_number(m.c.metrics_json, metric))
         if reduce == "mean":
             where: list[ColumnElement[bool]] = [
                 m.c.study_id == study_id,
                 m.c.trial_id != exclude,
                 m.c.step <= step,
-                m.c.value.is_not(None),
+                report_value.is_not(None),
             ]
             if completed_only:
                 where.append(
@@ -665,7 +681,7 @@ class Repository:
                     )
                 )
             return (
-                select(func.avg(m.c.value).label("v"))
+                select(func.avg(report_value).label("v"))
                 .where(*where)
                 .group_by(m.c.trial_id)
                 .subquery()
@@ -675,12 +691,12 @@ class Repository:
         # One index seek per trial: its report nearest to `step` on the asked side.
         last = reduce == "last"
         nearest = (
-            select(m.c.value)
+            select(report_value)
             .where(
                 m.c.study_id == study_id,
                 m.c.trial_id == trials.c.trial_id,
                 m.c.step <= step if last else m.c.step >= step,
-                m.c.value.is_not(None),
+                report_value.is_not(None),
             )
             .order_by(m.c.step.desc() if last else m.c.step)
             .limit(1)

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, event, text
 from tests.conftest import PG_ADMIN_URL
 from tunewire.server.early_stopping import PeerQuery, peer_value
 from tunewire.server.service import TuningService
-from tunewire.server.storage.sql import MIGRATIONS_DIR, Repository, Storage
+from tunewire.server.storage.sql import MIGRATIONS_DIR, Repository, Storage, measurements
 from tunewire.server.study import Measurement, StudySpec, TrialState
 
 
@@ -109,7 +109,8 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
     """Early stopping's per-peer numbers, and their count and median, come from SQL; they
     must equal what the rules' reference (`peer_value` over whole curves) gives, on both
     backends: irregular steps, reports without the metric, a metric name with a dot, peers
-    in every state, odd and even counts."""
+    in every state, odd and even counts, and reports written without the `value` column
+    (by a replica on code from before it, during a rolling upgrade)."""
     rng = random.Random(7)
     storage = Storage(storage_url)
     service = TuningService(storage)
@@ -153,6 +154,7 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
                 got = sorted(
                     repo.peer_values(
                         study_id,
+                        metric=metric,
                         reduce=reduce,
                         step=step,
                         completed_only=completed_only,
@@ -162,6 +164,7 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
                 assert got == pytest.approx(want, rel=1e-12, abs=1e-12), query
                 count, median = repo.peer_median(
                     study_id,
+                    metric=metric,
                     reduce=reduce,
                     step=step,
                     completed_only=completed_only,
@@ -176,6 +179,16 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
             return checked
 
         assert storage.run(check) > 40  # most queries found peers
+
+        def forget_values(repo: Repository) -> int:
+            """Every other report as an older replica writes it: no `value`."""
+            done = repo.conn.execute(
+                measurements.update().where(measurements.c.step % 2 == 1).values(value=None)
+            )
+            return int(done.rowcount)
+
+        assert storage.run(forget_values) > 20
+        assert storage.run(check) > 40
     finally:
         storage.dispose()
 
