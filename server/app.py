@@ -175,6 +175,9 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
         ],
     )
     executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
+    if storage.single_writer:
+        # SQLite's short write transactions run here, on the event loop, one after another.
+        storage.keep_connection_on_this_thread()
     tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(
         AsyncTuningServicer(TuningService(storage), executor, inline_ok=storage.single_writer),
         server,

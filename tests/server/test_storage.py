@@ -72,6 +72,40 @@ def test_calls_survive_postgres_dropping_every_connection(pg_database: str) -> N
         storage.dispose()
 
 
+def test_a_thread_that_keeps_a_connection_reuses_it(tmp_path: Path) -> None:
+    """The server's event loop keeps one SQLite connection for its write transactions;
+    what it commits is seen by every other connection, other threads and read-only
+    transactions still use the pool, a broken connection is replaced, dispose closes it."""
+    storage = Storage(f"sqlite:///{tmp_path / 'kept.db'}")
+    service = TuningService(storage)
+    try:
+        storage.keep_connection_on_this_thread()
+        service.create_study("kept", _spec())
+        conns = [storage.run(lambda repo: repo.conn) for _ in range(3)]
+        assert conns[0] is conns[1] is conns[2]
+        assert storage.run(lambda repo: repo.conn, read_only=True) is not conns[0]
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(storage.run, lambda repo: repo.conn).result() is not conns[0]
+            trial = service.suggest_trials("kept", 1, "w").trials[0]
+            seen = pool.submit(service.get_trial, "kept", trial.id).result()
+            assert seen.state is TrialState.ACTIVE and seen.worker_id == "w"
+
+        conns[0].invalidate()  # as a lost connection is
+        fresh = storage.run(lambda repo: repo.conn)
+        assert fresh is not conns[0] and not fresh.invalidated
+        service.report("kept", trial.id, "w", Measurement(0, {"loss": 1.0}))
+    finally:
+        storage.dispose()
+    assert fresh.closed
+    again = Storage(f"sqlite:///{tmp_path / 'kept.db'}")
+    try:
+        assert [m.step for m in TuningService(again).get_trial("kept", trial.id).measurements] == [
+            0
+        ]
+    finally:
+        again.dispose()
+
+
 def test_queries_by_trial_state_use_the_state_index(tmp_path: Path) -> None:
     """A suggestion's lookups of a worker's held trials and of enqueued trials must not
     scan the whole study: SQLite once preferred the primary key for their ORDER BY and
