@@ -229,7 +229,12 @@ class NeedsWrite(Exception):  # noqa: N818 - a signal, not an error
     lease to expire): the caller runs the unit of work again as a write transaction."""
 
 
-# The statements of reports and heartbeats.
+# The statements of every worker's calls (suggest, report, heartbeat, complete), prebuilt.
+_FIND_STUDY_PREBUILT = DriverStatement(_FIND_STUDY)
+_HAS_EXPIRED_PREBUILT = DriverStatement(_HAS_EXPIRED)
+# Trial inserts and updates by the columns they set (a handful of shapes).
+_INSERT_TRIAL: dict[tuple[str, ...], DriverStatement] = {}
+_UPDATE_TRIAL: dict[tuple[str, ...], DriverStatement] = {}
 _FIND_STUDY_TRIAL = DriverStatement(_STUDY_TRIAL)
 _FIND_STUDY_TRIAL_FOR_UPDATE = DriverStatement(
     _STUDY_TRIAL, postgresql=_STUDY_TRIAL.with_for_update(of=trials)
@@ -300,7 +305,7 @@ class Repository:
             _LOCK_STUDY.execute(self.conn, {"sid": study_id}).fetchall()
 
     def find_study(self, name: str) -> StudyRow | None:
-        row = self.conn.execute(_FIND_STUDY, {"name": name}).first()
+        row = _FIND_STUDY_PREBUILT.execute(self.conn, {"name": name}).fetchone()
         return StudyRow(*row) if row else None
 
     def find_study_trial(
@@ -373,8 +378,15 @@ class Repository:
 
     # -- trials -------------------------------------------------------------------
     def insert_trials(self, study_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(trials), [{"study_id": study_id, **r} for r in rows])
+        for r in rows:
+            columns = tuple(r)
+            stmt = _INSERT_TRIAL.get(columns)
+            if stmt is None:
+                values: dict[str, Any] = {c: bindparam(f"new_{c}") for c in ("study_id", *columns)}
+                stmt = _INSERT_TRIAL[columns] = DriverStatement(insert(trials).values(values))
+            stmt.execute(
+                self.conn, {"new_study_id": study_id, **{f"new_{c}": v for c, v in r.items()}}
+            )
 
     def get_trial(self, study_id: int, trial_id: int, *, for_update: bool = False) -> Trial | None:
         stmt = _GET_TRIAL_FOR_UPDATE if for_update and self.is_postgres else _GET_TRIAL
@@ -448,10 +460,16 @@ class Repository:
         if "final_metrics" in values:
             fm = values.pop("final_metrics")
             values["final_metrics_json"] = None if fm is None else _json(fm)
-        self.conn.execute(
-            update(trials)
-            .where(and_(trials.c.study_id == study_id, trials.c.trial_id == trial_id))
-            .values(**values)
+        columns = tuple(values)
+        stmt = _UPDATE_TRIAL.get(columns)
+        if stmt is None:
+            new: dict[str, Any] = {c: bindparam(f"new_{c}") for c in columns}
+            stmt = _UPDATE_TRIAL[columns] = DriverStatement(
+                update(trials).where(_TRIAL_KEY).values(new)
+            )
+        stmt.execute(
+            self.conn,
+            {"sid": study_id, "tid": trial_id, **{f"new_{c}": v for c, v in values.items()}},
         )
 
     def trials_where(
@@ -488,7 +506,8 @@ class Repository:
         return [_trial_from_row(r) for r in self.conn.execute(stmt).mappings()]
 
     def has_expired_leases(self, study_id: int, now: float) -> bool:
-        return self.conn.execute(_HAS_EXPIRED, {"sid": study_id, "now": now}).first() is not None
+        cursor = _HAS_EXPIRED_PREBUILT.execute(self.conn, {"sid": study_id, "now": now})
+        return cursor.fetchone() is not None
 
     def mark_expired_lost(self, study_id: int, now: float) -> list[Trial]:
         """Marks ACTIVE trials with an expired lease LOST; returns them as they were."""
