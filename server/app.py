@@ -174,9 +174,14 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
             ("grpc.so_reuseport", 0),
         ],
     )
-    executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
+    # Each pool thread, and with SQLite the event loop (where its short write transactions
+    # run one after another), keeps one connection for its write transactions.
+    executor = futures.ThreadPoolExecutor(
+        max_workers=settings.threads,
+        thread_name_prefix="rpc",
+        initializer=storage.keep_connection_on_this_thread,
+    )
     if storage.single_writer:
-        # SQLite's short write transactions run here, on the event loop, one after another.
         storage.keep_connection_on_this_thread()
     tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(
         AsyncTuningServicer(TuningService(storage), executor, inline_ok=storage.single_writer),
