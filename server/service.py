@@ -780,17 +780,11 @@ class TuningService:
         reads completed peers only: a stopped trial's truncated curve would drag the
         median towards the bad trials.)"""
         goal = spec.primary_metric.goal
-        where = {
-            "metric": spec.primary_metric.name,
-            "reduce": query.reduce,
-            "step": query.step,
-            "completed_only": query.completed_only,
-            "exclude": trial_id,
-        }
+        where = {"metric": spec.primary_metric.name, "exclude": trial_id}
         if spec.early_stopping.rule == "median":
-            count, median = repo.peer_median(row.id, **where)
+            count, median = repo.peer_median(row.id, query, **where)
             return count, None if median is None else _loss(goal, median)
-        return [_loss(goal, v) for v in repo.peer_values(row.id, **where)]
+        return [_loss(goal, v) for v in repo.peer_values(row.id, query, **where)]
 
     def _peers_for(
         self, name: str, trial_id: int, measurement: Measurement, repo: Repository

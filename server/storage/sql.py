@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from tunewire.server.early_stopping import PeerQuery
 from tunewire.server.errors import StorageUnavailable
 from tunewire.server.storage.schema import measurements, studies, trials
 from tunewire.server.study import (
@@ -619,40 +620,24 @@ class Repository:
         return out
 
     def peer_values(
-        self,
-        study_id: int,
-        *,
-        metric: str,
-        reduce: str,
-        step: int,
-        completed_only: bool,
-        exclude: int,
+        self, study_id: int, query: PeerQuery, *, metric: str, exclude: int
     ) -> list[float]:
-        """One value of the primary metric per trial of the study but `exclude`, reduced
-        over its reports in the database: "last" (at its latest report at or before `step`),
-        "mean" (over its reports at or before `step`) or "first" (at its first report at
-        or after `step`). Reports without the metric do not count; trials without such
-        a report are left out; `completed_only` keeps COMPLETED trials.
+        """`query`'s number of `metric` (see PeerQuery) for each trial of the study but
+        `exclude` that has one, reduced over its reports in the database. Reports without
+        the metric do not count.
 
         Early stopping reads these on every report: they cost one pass over the study's
         measurements in the database instead of loading and parsing every curve.
         """
-        per_peer = self._per_peer(study_id, metric, reduce, step, completed_only, exclude)
+        per_peer = self._per_peer(study_id, query, metric, exclude)
         return [float(v) for (v,) in self.conn.execute(select(per_peer.c.v))]
 
     def peer_median(
-        self,
-        study_id: int,
-        *,
-        metric: str,
-        reduce: str,
-        step: int,
-        completed_only: bool,
-        exclude: int,
+        self, study_id: int, query: PeerQuery, *, metric: str, exclude: int
     ) -> tuple[int, float | None]:
         """How many `peer_values` there are and their median (None when there are none),
         found by the database: two rows come back instead of one per trial."""
-        per_peer = self._per_peer(study_id, metric, reduce, step, completed_only, exclude)
+        per_peer = self._per_peer(study_id, query, metric, exclude)
         ranked = select(
             per_peer.c.v,
             (func.row_number().over(order_by=per_peer.c.v) - 1).label("k"),
@@ -669,16 +654,9 @@ class Repository:
         middle = [float(v) for v, _ in rows]
         return int(rows[0][1]), middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2
 
-    def _per_peer(
-        self,
-        study_id: int,
-        metric: str,
-        reduce: str,
-        step: int,
-        completed_only: bool,
-        exclude: int,
-    ) -> Any:
+    def _per_peer(self, study_id: int, query: PeerQuery, metric: str, exclude: int) -> Any:
         """`peer_values` as a subquery with one column, v."""
+        reduce, step, completed_only = query.reduce, query.step, query.completed_only
         m = measurements
         # A report's `value` column holds its primary metric. A replica still running
         # code from before that column (a rolling upgrade) writes reports without it:

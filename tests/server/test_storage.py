@@ -185,25 +185,9 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
                     if tid != exclude and (tid in completed or not completed_only)
                     if (v := peer_value(query, curve)) is not None
                 )
-                got = sorted(
-                    repo.peer_values(
-                        study_id,
-                        metric=metric,
-                        reduce=reduce,
-                        step=step,
-                        completed_only=completed_only,
-                        exclude=exclude,
-                    )
-                )
+                got = sorted(repo.peer_values(study_id, query, metric=metric, exclude=exclude))
                 assert got == pytest.approx(want, rel=1e-12, abs=1e-12), query
-                count, median = repo.peer_median(
-                    study_id,
-                    metric=metric,
-                    reduce=reduce,
-                    step=step,
-                    completed_only=completed_only,
-                    exclude=exclude,
-                )
+                count, median = repo.peer_median(study_id, query, metric=metric, exclude=exclude)
                 assert count == len(want), query
                 if want:
                     assert median == pytest.approx(statistics.median(want), rel=1e-12), query
