@@ -55,19 +55,26 @@ def _spec(
     )
 
 
-def test_calls_survive_postgres_dropping_every_connection(pg_database: str) -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["pooled", "kept"])
+def test_calls_survive_postgres_dropping_every_connection(pg_database: str, kept: bool) -> None:
+    """Also for a thread that keeps its connection (as the server's RPC threads do)."""
     storage = Storage(pg_database)
     service = TuningService(storage)
+    if kept:
+        storage.keep_connection_on_this_thread()
     try:
         service.create_study("reconnect", _spec())
         trial = service.suggest_trials("reconnect", 1, "w").trials[0]
         service.report("reconnect", trial.id, "w", Measurement(0, {"loss": 1.0}))
+        before = storage.run(lambda repo: repo.conn)
         assert _drop_connections(pg_database) >= 1
         # The first statement of the next call meets a dead connection; the call is
         # retried on a new one, and the pooled dead ones are not handed out again.
         decision, _ = service.report("reconnect", trial.id, "w", Measurement(1, {"loss": 0.5}))
         assert decision is None
         assert [m.step for m in service.get_trial("reconnect", trial.id).measurements] == [0, 1]
+        if kept:  # the dead kept connection was replaced
+            assert storage.run(lambda repo: repo.conn) is not before
     finally:
         storage.dispose()
 
