@@ -724,9 +724,13 @@ class TuningService:
                     f"got {sorted(measurement.metrics)}"
                 )
             trial = self._owned_active_trial(row, found, trial_id, worker_id, "report on")
-            self._renew(repo, row, spec, trial, now)
+            trial.lease_expires = now + spec.lease_timeout_seconds
             if not repo.insert_measurement(
-                row.id, trial_id, replace(measurement, time=now), spec.primary_metric.name
+                row.id,
+                trial_id,
+                replace(measurement, time=now),
+                spec.primary_metric.name,
+                renew_lease_to=trial.lease_expires,
             ):
                 existing = repo.get_measurement(row.id, trial_id, measurement.step)
                 if existing is not None and dict(existing.metrics) != dict(measurement.metrics):

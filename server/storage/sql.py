@@ -255,6 +255,16 @@ _INSERT_MEASUREMENT = DriverStatement(
     .on_conflict_do_nothing()
     .returning(measurements.c.step),
 )
+# PostgreSQL: a report's lease renewal and its insert in one statement (one round trip).
+_RENEW_AND_INSERT_MEASUREMENT = DriverStatement(
+    pg_insert(measurements)
+    .add_cte(
+        update(trials).where(_TRIAL_KEY).values(lease_expires=bindparam("lease")).cte("renewed")
+    )
+    .values(_MEASUREMENT_VALUES)
+    .on_conflict_do_nothing()
+    .returning(measurements.c.step)
+)
 
 # The statements of a suggestion (its common shapes: a worker's held trials, the enqueued
 # ones, the id counter), built once instead of at every call.
@@ -583,21 +593,35 @@ class Repository:
         )
 
     def insert_measurement(
-        self, study_id: int, trial_id: int, m: Measurement, primary_metric: str
+        self,
+        study_id: int,
+        trial_id: int,
+        m: Measurement,
+        primary_metric: str,
+        *,
+        renew_lease_to: float | None = None,
     ) -> bool:
-        """Inserts unless (trial, step) exists; returns whether it was inserted."""
-        cursor = _INSERT_MEASUREMENT.execute(
-            self.conn,
-            {
-                "study_id": study_id,
-                "trial_id": trial_id,
-                "step": m.step,
-                "metrics_json": _json(dict(m.metrics)),
-                "elapsed_seconds": m.elapsed_seconds,
-                "created_at": m.time,
-                "value": m.metrics.get(primary_metric),
-            },
-        )
+        """Inserts unless (trial, step) exists; returns whether it was inserted. With
+        `renew_lease_to`, also sets the trial's lease expiry (whether or not the step was
+        new), on PostgreSQL in the same statement."""
+        values = {
+            "study_id": study_id,
+            "trial_id": trial_id,
+            "step": m.step,
+            "metrics_json": _json(dict(m.metrics)),
+            "elapsed_seconds": m.elapsed_seconds,
+            "created_at": m.time,
+            "value": m.metrics.get(primary_metric),
+        }
+        if renew_lease_to is None:
+            cursor = _INSERT_MEASUREMENT.execute(self.conn, values)
+        elif self.is_postgres:
+            cursor = _RENEW_AND_INSERT_MEASUREMENT.execute(
+                self.conn, {**values, "sid": study_id, "tid": trial_id, "lease": renew_lease_to}
+            )
+        else:
+            self.renew_lease(study_id, trial_id, renew_lease_to)
+            cursor = _INSERT_MEASUREMENT.execute(self.conn, values)
         return cursor.fetchone() is not None
 
     def measurements_of(

@@ -126,6 +126,22 @@ def test_heartbeat_keeps_the_lease(client: TuningClient) -> None:
     trial.complete({"loss": 1.0})
 
 
+def test_reports_keep_the_lease(client: TuningClient) -> None:
+    """A report renews the lease as a heartbeat does, also when it repeats a step already
+    reported (a retried report): 1.2 s of reports outlast a 0.6 s lease, 0.8 s of them
+    retries of one step."""
+    client.create_study("s", spec(lease_timeout_seconds=0.6))
+    (trial,) = client.suggest("s", "w1")
+    for step in (0, 1, 1, 1, 1, 1):
+        time.sleep(0.2)
+        trial.report(step, {"loss": 1.0 / (step + 1)})
+    client.suggest("s", "w2")  # touches the study: would mark an expired trial lost
+    assert client.get_trial("s", trial.id).state == "active"
+    time.sleep(0.9)
+    client.suggest("s", "w3")
+    assert client.get_trial("s", trial.id).state == "lost"
+
+
 def test_release_hands_trial_to_next_worker(client: TuningClient) -> None:
     client.create_study("s", spec())
     (trial,) = client.suggest("s", "w1")
