@@ -181,14 +181,29 @@ class DriverStatement:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Runs the statement; returns the driver's cursor (rows are plain tuples)."""
+        return self._run(conn, [params], many=False)
+
+    def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Runs the statement once per parameter set, as the driver's executemany (one
+        pipelined batch on PostgreSQL)."""
+        if params:
+            self._run(conn, params, many=True)
+
+    def _run(self, conn: Connection, params: Sequence[Mapping[str, Any]], *, many: bool) -> Any:
         sql, defaults, order = self._compile(conn.dialect)
-        values = {**defaults, **params}
-        args: Any = tuple(values[name] for name in order) if order is not None else values
+        rows: list[Any] = []
+        for p in params:
+            values = {**defaults, **p}
+            rows.append(tuple(values[name] for name in order) if order is not None else values)
+        args: Any = rows if many else rows[0]
         driver_conn = conn.connection.dbapi_connection
         assert driver_conn is not None
         cursor = driver_conn.cursor()
         try:
-            cursor.execute(sql, args)
+            if many:
+                cursor.executemany(sql, args)
+            else:
+                cursor.execute(sql, args)
         except conn.dialect.loaded_dbapi.Error as exc:
             lost = conn.dialect.is_disconnect(exc, driver_conn, cursor)
             if lost:
@@ -389,15 +404,16 @@ class Repository:
 
     # -- trials -------------------------------------------------------------------
     def insert_trials(self, study_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows:
-            columns = tuple(r)
+            params = {"new_study_id": study_id, **{f"new_{c}": v for c, v in r.items()}}
+            by_columns.setdefault(tuple(r), []).append(params)
+        for columns, params_list in by_columns.items():
             stmt = _INSERT_TRIAL.get(columns)
             if stmt is None:
                 values: dict[str, Any] = {c: bindparam(f"new_{c}") for c in ("study_id", *columns)}
                 stmt = _INSERT_TRIAL[columns] = DriverStatement(insert(trials).values(values))
-            stmt.execute(
-                self.conn, {"new_study_id": study_id, **{f"new_{c}": v for c, v in r.items()}}
-            )
+            stmt.execute_many(self.conn, params_list)
 
     def get_trial(self, study_id: int, trial_id: int, *, for_update: bool = False) -> Trial | None:
         stmt = _GET_TRIAL_FOR_UPDATE if for_update and self.is_postgres else _GET_TRIAL
