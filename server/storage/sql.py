@@ -251,6 +251,23 @@ _HAS_EXPIRED_PREBUILT = DriverStatement(_HAS_EXPIRED)
 # Trial inserts and updates by the columns they set (a handful of shapes).
 _INSERT_TRIAL: dict[tuple[str, ...], DriverStatement] = {}
 _UPDATE_TRIAL: dict[tuple[str, ...], DriverStatement] = {}
+
+
+def _by_columns(
+    cache: dict[tuple[str, ...], DriverStatement],
+    columns: tuple[str, ...],
+    with_values: Callable[[dict[str, Any]], Any],
+) -> DriverStatement:
+    """The cached statement that sets `columns`, each from the parameter new_<column>;
+    `with_values` makes it from those bound parameters."""
+    stmt = cache.get(columns)
+    if stmt is None:
+        stmt = cache[columns] = DriverStatement(
+            with_values({c: bindparam(f"new_{c}") for c in columns})
+        )
+    return stmt
+
+
 _FIND_STUDY_TRIAL = DriverStatement(_STUDY_TRIAL)
 _FIND_STUDY_TRIAL_FOR_UPDATE = DriverStatement(
     _STUDY_TRIAL, postgresql=_STUDY_TRIAL.with_for_update(of=trials)
@@ -407,12 +424,9 @@ class Repository:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows:
             params = {"new_study_id": study_id, **{f"new_{c}": v for c, v in r.items()}}
-            by_columns.setdefault(tuple(r), []).append(params)
+            by_columns.setdefault(("study_id", *r), []).append(params)
         for columns, params_list in by_columns.items():
-            stmt = _INSERT_TRIAL.get(columns)
-            if stmt is None:
-                values: dict[str, Any] = {c: bindparam(f"new_{c}") for c in ("study_id", *columns)}
-                stmt = _INSERT_TRIAL[columns] = DriverStatement(insert(trials).values(values))
+            stmt = _by_columns(_INSERT_TRIAL, columns, lambda v: insert(trials).values(v))
             stmt.execute_many(self.conn, params_list)
 
     def get_trial(self, study_id: int, trial_id: int, *, for_update: bool = False) -> Trial | None:
@@ -487,13 +501,9 @@ class Repository:
         if "final_metrics" in values:
             fm = values.pop("final_metrics")
             values["final_metrics_json"] = None if fm is None else _json(fm)
-        columns = tuple(values)
-        stmt = _UPDATE_TRIAL.get(columns)
-        if stmt is None:
-            new: dict[str, Any] = {c: bindparam(f"new_{c}") for c in columns}
-            stmt = _UPDATE_TRIAL[columns] = DriverStatement(
-                update(trials).where(_TRIAL_KEY).values(new)
-            )
+        stmt = _by_columns(
+            _UPDATE_TRIAL, tuple(values), lambda v: update(trials).where(_TRIAL_KEY).values(v)
+        )
         stmt.execute(
             self.conn,
             {"sid": study_id, "tid": trial_id, **{f"new_{c}": v for c, v in values.items()}},
@@ -886,18 +896,11 @@ class Storage:
             try:
                 kept = None if read_only else self._kept_connection()
                 if kept is not None:
-                    with self._local_writer or nullcontext(), kept.begin():
-                        return fn(Repository(kept))
+                    return self._transaction(kept, fn, read_only=False)
                 with self.engine.connect() as conn:
                     if read_only:
                         conn.execution_options(**{_READ_ONLY: True})
-                    if self._local_writer is None or read_only:
-                        with conn.begin():
-                            return fn(Repository(conn, read_only=read_only))
-                    # Only the transaction holds the writer lock, not the pool's
-                    # checkout and checkin: it bounds the throughput of the process.
-                    with self._local_writer, conn.begin():
-                        return fn(Repository(conn))
+                    return self._transaction(conn, fn, read_only=read_only)
             except (OperationalError, DBAPIError) as exc:
                 if not self._retryable(exc) or attempt == attempts - 1:
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
@@ -907,6 +910,16 @@ class Storage:
                 log.info("retrying transaction after %s (attempt %d)", exc.orig, attempt + 1)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _transaction(
+        self, conn: Connection, fn: Callable[[Repository], T], *, read_only: bool
+    ) -> T:
+        """fn in one transaction on conn. A SQLite write holds this process's writer lock
+        for the transaction only, not for the pool's checkout and checkin: the lock bounds
+        the throughput of the process."""
+        writer = self._local_writer if self._local_writer is not None and not read_only else None
+        with writer or nullcontext(), conn.begin():
+            return fn(Repository(conn, read_only=read_only))
 
     def keep_connection_on_this_thread(self) -> None:
         """Write transactions on this thread reuse one connection instead of checking one
