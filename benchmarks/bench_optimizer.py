@@ -8,22 +8,27 @@ Four problems (Branin, Hartmann6, a mixed integer/categorical Hartmann6, a condi
 network-shaped problem), each run with every arm and 5 seeds: tunewire gp / random /
 sobol through a real gRPC server in its own process (latency measured around the
 SuggestTrials RPC at the client), Optuna TPE and GPSampler, Ax (latency around ask()).
-Then 4 concurrent workers (pending points) against one, and suggestion latency plus the
-server's peak RSS with 50..1,000 completed trials. Prints a table, writes a PNG of
-regret against evaluations under benchmarks/out/, appends to benchmarks/RESULTS.md.
+Then every model-based arm (tunewire gp, Optuna TPE and GPSampler, Ax) again with 4
+asynchronous workers (running trials pending) against its own one-worker run, and
+suggestion latency plus the server's peak RSS with 50..1,000 completed trials. Prints
+tables, writes PNGs of regret against evaluations (all arms; 1 vs 4 workers) under
+benchmarks/out/, appends to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
 import os
+import shlex
 import statistics
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,6 +39,7 @@ import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out"
 INITIAL_TRIALS = 8  # quasi-random trials before any model, for every arm alike
+PARALLEL_WORKERS = 4
 Params = dict[str, Any]
 
 
@@ -188,7 +194,7 @@ PROBLEMS = [
 
 def active_params(problem: Problem, flat: Params) -> Params:
     """Drops inactive parameters from a flat configuration (peers without conditionals)."""
-    out = {}
+    out: Params = {}
     for spec in problem.parameters:
         cond = spec.get("condition")
         if cond and not out.get(cond["parent"], -math.inf) >= cond["min"]:
@@ -208,6 +214,26 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds per suggested point
 
 
+def run_async(
+    ask: Callable[[], Any], tell: Callable[[Any], float], budget: int, workers: int
+) -> Run:
+    """Asynchronous workers, simulated deterministically and alike for every arm: `workers`
+    trials are always running; the oldest finishes (`tell` evaluates and reports it) and its
+    worker asks for the next one. One worker is the plain sequential loop. Latency is
+    measured around `ask`."""
+    run = Run()
+    running: deque[Any] = deque()
+    asked = 0
+    while len(run.values) < budget:
+        while len(running) < workers and asked < budget:
+            start = time.perf_counter()
+            running.append(ask())
+            run.latencies.append(time.perf_counter() - start)
+            asked += 1
+        run.values.append(tell(running.popleft()))
+    return run
+
+
 class TunewireArm:
     """tunewire through its gRPC API, as a user's workers would see it."""
 
@@ -216,6 +242,8 @@ class TunewireArm:
         self.client = client
         self.workers = workers
         self.name = f"tunewire {algorithm}" + (f" ({workers} workers)" if workers > 1 else "")
+        # Random and Sobol points do not depend on what is running.
+        self.models_running_trials = algorithm == "gp"
 
     def run(self, problem: Problem, seed: int, budget: int) -> Run:
         study = f"{problem.name}-{self.algorithm}-{self.workers}w-{seed}-{time.time_ns()}"
@@ -230,52 +258,64 @@ class TunewireArm:
                 "max_trials": budget,
             },
         )
-        run = Run()
-        # Asynchronous workers, simulated deterministically: `workers` trials are always
-        # running; the oldest finishes and its worker asks for the next one.
-        running: list[tuple[int, Any]] = []
-        asked = 0
-        while len(run.values) < budget:
-            while len(running) < self.workers and asked < budget:
-                worker = asked % self.workers
-                start = time.perf_counter()
-                trials = self.client.suggest(study, worker_id=f"w{worker}", count=1)
-                run.latencies.append(time.perf_counter() - start)
-                running.append((worker, trials[0]))
-                asked += 1
-            _, trial = running.pop(0)
+
+        worker_ids = itertools.cycle(f"w{w}" for w in range(self.workers))
+
+        def ask() -> Any:
+            return self.client.suggest(study, worker_id=next(worker_ids), count=1)[0]
+
+        def tell(trial: Any) -> float:
             value = problem.evaluate(trial.params)
             trial.complete({"loss": value})
-            run.values.append(value)
-        return run
+            return value
+
+        return run_async(ask, tell, budget, self.workers)
+
+    def with_workers(self, workers: int) -> TunewireArm:
+        return TunewireArm(self.algorithm, self.client, workers)
 
 
 class OptunaArm:
-    def __init__(self, sampler: str) -> None:
+    """Optuna's ask/tell interface in this process. With several workers, trials asked and
+    not yet told are RUNNING, which GPSampler models (qLogEI over the running trials) and
+    TPE treats with its constant liar, the settings Optuna documents for parallel runs."""
+
+    def __init__(self, sampler: str, workers: int = 1) -> None:
         self.sampler = sampler
-        self.name = {"tpe": "Optuna TPE", "gp": "Optuna GPSampler"}[sampler]
+        self.workers = workers
+        self.name = {"tpe": "Optuna TPE", "gp": "Optuna GPSampler"}[sampler] + (
+            f" ({workers} workers)" if workers > 1 else ""
+        )
+        self.models_running_trials = True
+
+    def with_workers(self, workers: int) -> OptunaArm:
+        return OptunaArm(self.sampler, workers)
 
     def run(self, problem: Problem, seed: int, budget: int) -> Run:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         if self.sampler == "tpe":
-            sampler: Any = optuna.samplers.TPESampler(seed=seed, n_startup_trials=INITIAL_TRIALS)
+            sampler: Any = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=INITIAL_TRIALS, constant_liar=self.workers > 1
+            )
         else:
             sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=INITIAL_TRIALS)
         study = optuna.create_study(sampler=sampler)
-        run = Run()
-        for _ in range(budget):
-            start = time.perf_counter()
+
+        def ask() -> tuple[Any, Params]:
             trial = study.ask()
             # TPE sees the conditional space as it is (define-by-run); GPSampler cannot
             # model parameters that come and go, so it gets every parameter every time.
-            params = self._suggest(trial, problem, conditional=self.sampler == "tpe")
-            run.latencies.append(time.perf_counter() - start)
+            return trial, self._suggest(trial, problem, conditional=self.sampler == "tpe")
+
+        def tell(pending: tuple[Any, Params]) -> float:
+            trial, params = pending
             value = problem.evaluate(active_params(problem, params))
             study.tell(trial, value)
-            run.values.append(value)
-        return run
+            return value
+
+        return run_async(ask, tell, budget, self.workers)
 
     @staticmethod
     def _suggest(trial: Any, problem: Problem, conditional: bool) -> Params:
@@ -296,7 +336,16 @@ class OptunaArm:
 
 
 class AxArm:
-    name = "Ax (default)"
+    """Ax's Client in this process. With several workers, trials handed out and not yet
+    completed are running, and Ax passes them to its acquisition as pending points."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self.name = "Ax (default)" + (f" ({workers} workers)" if workers > 1 else "")
+        self.models_running_trials = True
+
+    def with_workers(self, workers: int) -> AxArm:
+        return AxArm(workers)
 
     def run(self, problem: Problem, seed: int, budget: int) -> Run:
         from ax.api.client import Client
@@ -329,15 +378,18 @@ class AxArm:
         client.configure_generation_strategy(
             initialization_budget=INITIAL_TRIALS, initialize_with_center=False
         )
-        run = Run()
-        for _ in range(budget):
-            start = time.perf_counter()
+
+        def ask() -> tuple[int, Params]:
             ((index, params),) = client.get_next_trials(max_trials=1).items()
-            run.latencies.append(time.perf_counter() - start)
-            value = problem.evaluate(active_params(problem, dict(params)))
+            return index, dict(params)
+
+        def tell(pending: tuple[int, Params]) -> float:
+            index, params = pending
+            value = problem.evaluate(active_params(problem, params))
             client.complete_trial(index, {"loss": value})
-            run.values.append(value)
-        return run
+            return value
+
+        return run_async(ask, tell, budget, self.workers)
 
 
 def available_peers(names: Sequence[str]) -> tuple[list[Any], list[str]]:
@@ -402,6 +454,56 @@ def quality_table(results: dict[str, dict[str, list[Run]]], problems: Sequence[P
                 f"{s['lat_max']:.2f} |"
             )
     return "\n".join(lines)
+
+
+def parallel_row(problem: Problem, arm: str, seq: Sequence[Run], par: Sequence[Run]) -> str:
+    optimum, budget = problem.optimum(), problem.budget
+    s1 = summarise(seq, optimum, budget)
+    early = summarise(seq, optimum, budget - (PARALLEL_WORKERS - 1))
+    s4 = summarise(par, optimum, budget)
+    ratio = s4["median"] / s1["median"] if s1["median"] > 0 else math.inf
+    return (
+        f"| {problem.name} ({budget}) | {arm} | {fmt(s1['median'])} [{fmt(s1['q1'])}, "
+        f"{fmt(s1['q3'])}] | {fmt(early['median'])} [{fmt(early['q1'])}, {fmt(early['q3'])}] | "
+        f"{fmt(s4['median'])} [{fmt(s4['q1'])}, {fmt(s4['q3'])}] | {ratio:.2g}x | "
+        f"{s1['lat_p50']:.3f} / {s4['lat_p50']:.3f} |"
+    )
+
+
+def plot_parallel(
+    results: dict[str, dict[str, list[Run]]],
+    parallel: dict[str, dict[str, list[Run]]],
+    problems: Sequence[Problem],
+    path: Path,
+) -> None:
+    """Median regret against evaluations: each arm's sequential run (solid) and its
+    parallel run (dashed, same colour), one panel per problem."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [p for p in problems if parallel.get(p.name)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.8 * len(shown), 3.6), dpi=80)
+    for ax, problem in zip(np.atleast_1d(axes), shown, strict=True):
+        for i, (arm, par) in enumerate(parallel[problem.name].items()):
+            for runs, style, label in (
+                (results[problem.name][arm], "-", arm),
+                (par, "--", f"{arm}, {PARALLEL_WORKERS} workers"),
+            ):
+                curves = np.array([regret_curve(r.values, problem.optimum()) for r in runs])
+                median = np.maximum(np.median(curves, axis=0), 1e-6)
+                x = np.arange(1, curves.shape[1] + 1)
+                ax.plot(x, median, style, color=f"C{i}", label=label, linewidth=1.3)
+        ax.set_yscale("log")
+        ax.set_title(f"{problem.name}: 1 vs {PARALLEL_WORKERS} workers")
+        ax.set_xlabel("evaluations")
+        ax.axvline(INITIAL_TRIALS, color="grey", linewidth=0.6, linestyle=":")
+    np.atleast_1d(axes)[0].set_ylabel("median simple regret")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem], path: Path) -> None:
@@ -567,16 +669,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parallel_names = [p.strip() for p in args.parallel_problems.split(",") if p.strip()]
     parallel_lines = [
-        "| problem | workers | median regret [IQR] at budget | latency p50 (s) |",
-        "|---|---|---|---|",
+        f"| problem (budget) | arm | 1 worker | 1 worker, {PARALLEL_WORKERS - 1} evaluations "
+        f"fewer | {PARALLEL_WORKERS} workers | {PARALLEL_WORKERS} workers / 1, medians | "
+        f"latency p50, 1 / {PARALLEL_WORKERS} workers (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     raw_path = OUT / "bench_optimizer_runs.json"
+    parallel: dict[str, dict[str, list[Run]]] = {}
+
+    def write_raw() -> None:
+        def dump(res: dict[str, dict[str, list[Run]]]) -> dict[str, Any]:
+            return {
+                p: {a: [vars(r) for r in rs] for a, rs in arms_.items()} for p, arms_ in res.items()
+            }
+
+        raw_path.write_text(json.dumps({"sequential": dump(results), "parallel": dump(parallel)}))
+
+    results: dict[str, dict[str, list[Run]]] = {}
     try:
         client = TuningClient(f"127.0.0.1:{port}", timeout=120)
         arms: list[Any] = [
             TunewireArm(a, client) for a in ("gp", "random", "sobol") if a in arm_names
         ] + peers
-        results: dict[str, dict[str, list[Run]]] = {}
         started = time.monotonic()
         for problem in problems:
             results[problem.name] = {}
@@ -592,32 +706,30 @@ def main(argv: list[str] | None = None) -> int:
                     f"({time.monotonic() - started:.0f}s)",
                     flush=True,
                 )
-                raw_path.write_text(
-                    json.dumps(
-                        {
-                            p: {a: [vars(r) for r in rs] for a, rs in arms_.items()}
-                            for p, arms_ in results.items()
-                        }
-                    )
-                )
-            if problem.name in parallel_names and "gp" in arm_names:
-                runs = [
-                    TunewireArm("gp", client, workers=4).run(problem, s, problem.budget)
-                    for s in seeds
-                ]
-                seq = results[problem.name]["tunewire gp"]
-                for label, rs in (("1", seq), ("4 (pending points)", runs)):
-                    s = summarise(rs, problem.optimum(), problem.budget)
+                write_raw()
+            if problem.name in parallel_names:
+                parallel[problem.name] = {}
+                for arm in arms:
+                    if not arm.models_running_trials:
+                        continue
+                    runs = [
+                        arm.with_workers(PARALLEL_WORKERS).run(problem, seed, problem.budget)
+                        for seed in seeds
+                    ]
+                    parallel[problem.name][arm.name] = runs
                     parallel_lines.append(
-                        f"| {problem.name} ({problem.budget}) | {label} | {fmt(s['median'])} "
-                        f"[{fmt(s['q1'])}, {fmt(s['q3'])}] | {s['lat_p50']:.3f} |"
+                        parallel_row(problem, arm.name, results[problem.name][arm.name], runs)
                     )
-                print("\n".join(parallel_lines[-2:]), flush=True)
+                    print(parallel_lines[-1], f"({time.monotonic() - started:.0f}s)", flush=True)
+                    write_raw()
         table = quality_table(results, problems)
         plot_path = OUT / "bench_optimizer_regret.png"
         if problems:  # a scaling-only run (--problems none) has nothing to plot
             plot(results, problems, plot_path)
         parallel_table = "\n".join(parallel_lines)
+        parallel_plot = OUT / "bench_optimizer_parallel.png"
+        if parallel:
+            plot_parallel(results, parallel, problems, parallel_plot)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -631,19 +743,25 @@ def main(argv: list[str] | None = None) -> int:
         f"conditional problem's flat space (inactive widths ignored), TPE its conditional "
         f"one. Peers: {notes}. Versions: "
         f"{versions('torch', 'botorch', 'gpytorch', 'optuna', 'ax-platform')}\n\n{table}\n\n"
-        f"Parallel (tunewire gp, 4 asynchronous workers, 3 pending points per suggestion, vs "
-        f"1 worker, same evaluation count):\n\n{parallel_table}\n"
+        f"Parallel: {PARALLEL_WORKERS} asynchronous workers against 1, every model-based arm, "
+        f"same evaluation count; each suggestion is made with {PARALLEL_WORKERS - 1} trials "
+        f"running (tunewire gp and Optuna GPSampler: qLogEI over them; Ax: pending points; "
+        f"TPE: constant liar). Median regret [IQR] at the budget; the third column is the "
+        f"sequential run {PARALLEL_WORKERS - 1} evaluations before the budget, which is as many "
+        f"results as the parallel run's last suggestion had seen.\n\n{parallel_table}\n"
         + (
             f"\nScaling (Hartmann6, history loaded with AddTrial; SQLite):\n\n{scaling_table}\n"
             if scaling_table
             else ""
         )
-        + f"\nPlot: {plot_path.relative_to(OUT.parent.parent)}\n"
+        + f"\nPlots: {plot_path.relative_to(OUT.parent.parent)}"
+        + (f", {parallel_plot.relative_to(OUT.parent.parent)}" if parallel else "")
+        + "\n"
     )
     print("\n" + text)
     if not args.no_record:
         command = "python -m benchmarks.bench_optimizer" + (
-            " " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+            " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
         )
         append_results(
             "bench_optimizer", command, text, packages=("torch", "botorch", "optuna", "ax-platform")
