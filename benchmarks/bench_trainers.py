@@ -24,13 +24,19 @@ Per-seed speed-ups pair each seed's jobs, which is exact for Sobol but not for G
 two GP workers train different networks (completion order changes the history), so the
 table also gives pooled speed-ups (all seeds' trials over all seeds' time), the training
 time per trial (which networks a job trained) and the server's CPU per trial.
+A calibration at the end gives the machine's own ceiling: the first Sobol job's networks
+trained without a server by one process, then by two processes at once. Two workers cannot
+beat that ratio through the service; how close they come is the service's overhead.
 Appends the table to benchmarks/RESULTS.md (section "bench_trainers").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -39,6 +45,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import append_results, free_port, start_server_process
 from tunewire.client import TuningClient
@@ -62,6 +69,8 @@ class Run:
     span_s: float  # first trial's start to last trial's end
     train_s: float  # the trainers' own training time, summed over trials
     server_cpu_s: float  # CPU the server spent during the job (mostly its GP)
+    trainer_cpu_s: float  # CPU the trainer processes spent, start-up included
+    configs: list[dict[str, Any]]  # the ended trials' parameters, in trial order
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -81,6 +90,8 @@ def run_once(
     with TuningClient(target) as client:
         client.create_study(study, spec)
         cpu_before = _cpu_seconds(server_pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_before = children.ru_utime + children.ru_stime
         started = time.perf_counter()
         with log.open("a") as out:
             procs = [
@@ -111,6 +122,8 @@ def run_once(
             codes = [p.wait() for p in procs]
         wall = time.perf_counter() - started
         server_cpu = _cpu_seconds(server_pid) - cpu_before
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        trainer_cpu = children.ru_utime + children.ru_stime - children_before
         if any(codes):
             raise RuntimeError(f"a trainer exited with {codes}; see {log}")
         trials = client.list_trials(study, measurements=False)
@@ -133,7 +146,65 @@ def run_once(
         span_s=span,
         train_s=sum((t.final_metrics or {}).get("train_seconds", 0.0) for t in finished),
         server_cpu_s=server_cpu,
+        trainer_cpu_s=trainer_cpu,
+        configs=[t.params for t in sorted(ended, key=lambda t: t.id)],
     )
+
+
+def train_configs(start_at: float, path: str, reverse: bool) -> None:
+    """Calibration child: from wall-clock time `start_at`, trains every configuration in the
+    JSON file at `path` on digits (in reverse order if asked), without a server, and prints
+    the seconds it took."""
+    import torch
+
+    from tunewire.trainer.reporter import Reporter
+
+    torch.set_num_threads(1)
+    configs = json.loads(Path(path).read_text())
+    task = BUILTIN_TASKS[TASK]
+    task(dict(configs[0], max_epochs=1), Reporter())  # warm-up: data, allocator
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.perf_counter()
+    for params in configs[::-1] if reverse else configs:
+        task(params, Reporter())
+    print(time.perf_counter() - started, flush=True)
+
+
+def calibrate(configs: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float]:
+    """The machine's own ceiling for two workers on this job's networks: `configs` trained
+    by one process alone, then by two processes at once (the second in reverse order, so
+    that both train every size at different moments), with no server, suggestion or report.
+
+    Returns (seconds alone, mean seconds of the two together, throughput ratio
+    2 * alone / together).
+    """
+    path = tmp / "calibration.json"
+    path.write_text(json.dumps(configs))
+
+    def seconds(processes: int) -> list[float]:
+        start_at = time.time() + 8.0  # after every child's imports and warm-up
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from benchmarks.bench_trainers import train_configs; "
+                    f"train_configs({start_at}, {str(path)!r}, {i == 1})",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,  # where `benchmarks` imports from
+            )
+            for i in range(processes)
+        ]
+        outs = [proc.communicate()[0] for proc in procs]
+        if any(proc.returncode for proc in procs):
+            raise RuntimeError("a calibration process failed")
+        return [float(out) for out in outs]
+
+    alone = seconds(1)[0]
+    together = statistics.mean(seconds(2))
+    return alone, together, 2 * alone / together
 
 
 def _median_iqr(values: list[float], fmt: str) -> str:
@@ -153,8 +224,9 @@ def table(runs: list[Run], worker_counts: list[int]) -> str:
     lines = [
         "| algorithm | workers | trials | wall s | speed-up vs 1, wall | steady trials/min | "
         "speed-up vs 1, steady | pooled speed-up, wall / steady | training s per trial | "
-        "server CPU s per trial | best val loss | its test accuracy | epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "trainer CPU s per trial | server CPU s per trial | trainers busy training | "
+        "best val loss | its test accuracy | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algorithm in dict.fromkeys(r.algorithm for r in runs):
         ones = {r.seed: r for r in runs if r.algorithm == algorithm and r.workers == 1}
@@ -184,7 +256,9 @@ def table(runs: list[Run], worker_counts: list[int]) -> str:
                 f"{_median_iqr([r.trials_per_min for r in rs], '.1f')} | "
                 f"{_median_iqr(steady_up, '.2f') if steady_up else 'n/a'} | {pooled} | "
                 f"{_median_iqr([r.train_s / r.trials for r in rs], '.2f')} | "
+                f"{_median_iqr([r.trainer_cpu_s / r.trials for r in rs], '.2f')} | "
                 f"{_median_iqr([r.server_cpu_s / r.trials for r in rs], '.2f')} | "
+                f"{_median_iqr([r.train_s / (r.workers * r.span_s) for r in rs], '.2f')} | "
                 f"{_median_iqr([r.best_val_loss for r in rs], '.4f')} | "
                 f"{_median_iqr([r.best_test_accuracy for r in rs], '.4f')} | "
                 f"{_median_iqr([float(r.epochs) for r in rs], '.0f')} |"
@@ -236,12 +310,24 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    result = table(runs, worker_counts)
+        # The first Sobol job's networks (else the first job's), trained without the service.
+        source = next((r for r in runs if r.algorithm == "sobol"), runs[0])
+        alone, together, ceiling = calibrate(source.configs, Path(tmp))
+    calibration = (
+        f"Calibration, the machine's own ceiling for two workers: the {len(source.configs)} "
+        f"networks of the {source.algorithm} job with seed {source.seed} and "
+        f"{source.workers} worker(s), trained on digits without a server, took {alone:.1f} s "
+        f"in one process and {together:.1f} s in each of two processes training them at "
+        f"once: two workers can do at most {ceiling:.2f}x the throughput of one on these "
+        f"networks here, before any suggestion, report or start-up."
+    )
+    print(calibration, flush=True)
+    result = table(runs, worker_counts) + "\n\n" + calibration
     print(result)
     if not args.no_record:
         command = (
             "python -m benchmarks.bench_trainers"
-            + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+            + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
         )
         notes = (
             f"{TASK}, default space, early stopping off, one torch thread per trainer and "
@@ -255,8 +341,12 @@ def main(argv: list[str] | None = None) -> int:
             "created it, server time) to the last trial's end, without start-up. Speed-ups are "
             "per seed against one worker; pooled speed-ups divide all seeds' trials by all "
             "seeds' time (the throughput of one long run). Training s: the trainers' own "
-            "training time per trial (which networks a job trained); server CPU: the server "
-            "process's CPU per trial, mostly its GP. Test accuracy is that of the trial with "
+            "training time per trial (which networks a job trained); trainer CPU: the trainer "
+            "processes' CPU per trial, start-up included; server CPU: the server "
+            "process's CPU per trial, mostly its GP. Trainers busy training: the trainers' "
+            "training seconds over workers x steady span, i.e. the share of the trainers' time "
+            "not spent waiting for suggestions, RPCs or the last trial (it does not depend on "
+            "which networks were trained). Test accuracy is that of the trial with "
             "the best validation loss."
         )
         append_results("bench_trainers", command, result, notes, ("torch", "grpcio"))

@@ -29,3 +29,4 @@ def test_bench_trainers_quick(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "| sobol | 2 | 4 |" in out
+    assert "two workers can do at most" in out  # the calibration ran
