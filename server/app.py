@@ -174,12 +174,22 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
             ("grpc.so_reuseport", 0),
         ],
     )
+
     # Each pool thread, and with SQLite the event loop (where its short write transactions
     # run one after another), keeps one connection for its write transactions.
+    def init_rpc_thread() -> None:
+        storage.keep_connection_on_this_thread()
+        if settings.torch_threads > 0:
+            # The pool threads compute the suggestions, and OpenMP keeps its thread count
+            # per thread: set in the main thread only, it left each pool thread's first GP
+            # kernel (torch.cdist) starting a team of one thread per core, whose spinning
+            # doubled a suggestion's CPU (benchmarks/RESULTS.md, bench_trainers 11-30).
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+
     executor = futures.ThreadPoolExecutor(
-        max_workers=settings.threads,
-        thread_name_prefix="rpc",
-        initializer=storage.keep_connection_on_this_thread,
+        max_workers=settings.threads, thread_name_prefix="rpc", initializer=init_rpc_thread
     )
     if storage.single_writer:
         storage.keep_connection_on_this_thread()
