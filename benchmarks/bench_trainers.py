@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import append_results, free_port, start_server_process
+from benchmarks.common import append_results, cpu_seconds, free_port, start_server_process
 from tunewire.client import TuningClient
 from tunewire.trainer.tasks import BUILTIN_TASKS
 
@@ -73,13 +73,6 @@ class Run:
     configs: list[dict[str, Any]]  # the ended trials' parameters, in trial order
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_once(
     target: str, algorithm: str, workers: int, seed: int, budget: int, log: Path, server_pid: int
 ) -> Run:
@@ -89,7 +82,7 @@ def run_once(
     spec.update(algorithm=algorithm, seed=seed, max_trials=budget, early_stopping={"rule": "none"})
     with TuningClient(target) as client:
         client.create_study(study, spec)
-        cpu_before = _cpu_seconds(server_pid)
+        cpu_before = cpu_seconds(server_pid)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         children_before = children.ru_utime + children.ru_stime
         started = time.perf_counter()
@@ -121,7 +114,7 @@ def run_once(
             ]
             codes = [p.wait() for p in procs]
         wall = time.perf_counter() - started
-        server_cpu = _cpu_seconds(server_pid) - cpu_before
+        server_cpu = cpu_seconds(server_pid) - cpu_before
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         trainer_cpu = children.ru_utime + children.ru_stime - children_before
         if any(codes):

@@ -4,6 +4,7 @@ databases of their own, and recording results in benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import subprocess
 import sys
@@ -72,6 +73,12 @@ def start_server_process(
                 time.sleep(0.1)
     finally:
         channel.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:

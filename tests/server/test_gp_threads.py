@@ -66,8 +66,7 @@ def test_server_torch_threads_setting_reaches_the_threads_that_compute_suggestio
     thread, so setting it in the main thread alone left each RPC thread's first GP kernel
     (torch.cdist) starting a team of one thread per core, whose spinning doubled a
     suggestion's CPU and took it from trainers on the same cores."""
-    from benchmarks.bench_trainers import _cpu_seconds
-    from benchmarks.common import free_port, start_server_process
+    from benchmarks.common import cpu_seconds, free_port, start_server_process
     from tunewire.client import TuningClient
 
     port = free_port()
@@ -99,11 +98,11 @@ def test_server_torch_threads_setting_reaches_the_threads_that_compute_suggestio
                 {"loss": float(row.sum())},
             )
         client.suggest("threads", worker_id="w", count=1)[0].complete({"loss": 1.0})  # warm-up
-        cpu, wall = _cpu_seconds(server.pid), time.perf_counter()
+        cpu, wall = cpu_seconds(server.pid), time.perf_counter()
         for _ in range(6):
             trial = client.suggest("threads", worker_id="w", count=1)[0]
             trial.complete({"loss": float(sum(trial.params.values()))})
-        cpu, wall = _cpu_seconds(server.pid) - cpu, time.perf_counter() - wall
+        cpu, wall = cpu_seconds(server.pid) - cpu, time.perf_counter() - wall
         # One thread computes while the client waits: CPU cannot exceed the wall time by
         # more than the event loop's and gRPC's small share (a spinning team: about 2x).
         assert cpu <= 1.25 * wall + 0.05, (cpu, wall)
