@@ -470,56 +470,27 @@ def parallel_row(problem: Problem, arm: str, seq: Sequence[Run], par: Sequence[R
     )
 
 
-def plot_parallel(
-    results: dict[str, dict[str, list[Run]]],
-    parallel: dict[str, dict[str, list[Run]]],
-    problems: Sequence[Problem],
-    path: Path,
-) -> None:
-    """Median regret against evaluations: each arm's sequential run (solid) and its
-    parallel run (dashed, same colour), one panel per problem."""
+# One panel per problem: its title, known optimum, and curves as (label, runs, line style,
+# colour or None for the next in matplotlib's cycle).
+Panel = tuple[str, float, list[tuple[str, Sequence[Run], str, str | None]]]
+
+
+def _plot_panels(panels: Sequence[Panel], path: Path, width: float, height: float) -> None:
+    """Median simple regret against evaluations, one log-scale panel per problem."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [p for p in problems if parallel.get(p.name)]
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.8 * len(shown), 3.6), dpi=80)
-    for ax, problem in zip(np.atleast_1d(axes), shown, strict=True):
-        for i, (arm, par) in enumerate(parallel[problem.name].items()):
-            for runs, style, label in (
-                (results[problem.name][arm], "-", arm),
-                (par, "--", f"{arm}, {PARALLEL_WORKERS} workers"),
-            ):
-                curves = np.array([regret_curve(r.values, problem.optimum()) for r in runs])
-                median = np.maximum(np.median(curves, axis=0), 1e-6)
-                x = np.arange(1, curves.shape[1] + 1)
-                ax.plot(x, median, style, color=f"C{i}", label=label, linewidth=1.3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), dpi=80)
+    for ax, (title, optimum, curves) in zip(np.atleast_1d(axes), panels, strict=True):
+        for label, runs, style, colour in curves:
+            regrets = np.array([regret_curve(r.values, optimum) for r in runs])
+            median = np.maximum(np.median(regrets, axis=0), 1e-6)
+            x = np.arange(1, regrets.shape[1] + 1)
+            ax.plot(x, median, style, color=colour, label=label, linewidth=1.3)
         ax.set_yscale("log")
-        ax.set_title(f"{problem.name}: 1 vs {PARALLEL_WORKERS} workers")
-        ax.set_xlabel("evaluations")
-        ax.axvline(INITIAL_TRIALS, color="grey", linewidth=0.6, linestyle=":")
-    np.atleast_1d(axes)[0].set_ylabel("median simple regret")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(problems), figsize=(4.2 * len(problems), 3.4), dpi=80)
-    for ax, problem in zip(np.atleast_1d(axes), problems, strict=True):
-        for arm, runs in results[problem.name].items():
-            curves = np.array([regret_curve(r.values, problem.optimum()) for r in runs])
-            median = np.maximum(np.median(curves, axis=0), 1e-6)
-            ax.plot(np.arange(1, curves.shape[1] + 1), median, label=arm, linewidth=1.3)
-        ax.set_yscale("log")
-        ax.set_title(problem.name)
+        ax.set_title(title)
         ax.set_xlabel("evaluations")
         ax.axvline(INITIAL_TRIALS, color="grey", linewidth=0.6, linestyle=":")
     np.atleast_1d(axes)[0].set_ylabel("median simple regret")
@@ -528,6 +499,42 @@ def plot(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem], 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem], path: Path) -> None:
+    """Every arm's sequential run, one panel per problem."""
+    panels: list[Panel] = [
+        (p.name, p.optimum(), [(arm, runs, "-", None) for arm, runs in results[p.name].items()])
+        for p in problems
+    ]
+    _plot_panels(panels, path, 4.2, 3.4)
+
+
+def plot_parallel(
+    results: dict[str, dict[str, list[Run]]],
+    parallel: dict[str, dict[str, list[Run]]],
+    problems: Sequence[Problem],
+    path: Path,
+) -> None:
+    """Each arm's sequential run (solid) and its parallel run (dashed, same colour), one
+    panel per problem that ran in parallel."""
+    panels: list[Panel] = [
+        (
+            f"{p.name}: 1 vs {PARALLEL_WORKERS} workers",
+            p.optimum(),
+            [
+                curve
+                for i, (arm, par) in enumerate(parallel[p.name].items())
+                for curve in (
+                    (arm, results[p.name][arm], "-", f"C{i}"),
+                    (f"{arm}, {PARALLEL_WORKERS} workers", par, "--", f"C{i}"),
+                )
+            ],
+        )
+        for p in problems
+        if parallel.get(p.name)
+    ]
+    _plot_panels(panels, path, 4.8, 3.6)
 
 
 # -- scaling --------------------------------------------------------------------------------
