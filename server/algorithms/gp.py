@@ -13,6 +13,7 @@ configuration (rounding happens inside the optimisation, not after it).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,14 +30,15 @@ from botorch.models import SingleTaskGP
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
-from botorch.utils.safe_math import fatmax, log_fatplus, logmeanexp
 from linear_operator.utils.errors import NanError, NotPSDError
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
+from torch.nn.functional import softplus
 
 from tunewire.server.algorithms.base import SuggestRequest, derived_seed
 from tunewire.server.algorithms.gp_model import (
     DTYPE,
+    KERNEL,
     TrainingData,
     fit_objective_model,
     kernel_matrix,
@@ -62,6 +64,8 @@ MC_SAMPLES = 128
 EVAL_CHUNK = 512
 # Encoded-space distance (max over columns) under which two candidates count as the same.
 DUPLICATE_TOLERANCE = 3e-4
+# Added to the variances of the joint posterior of a candidate and the running trials.
+JITTER = 1e-8
 
 # Errors that mean "the numbers went bad" (singular kernels, NaNs, failed line searches):
 # the suggestion falls back to the Sobol sequence and the event is logged.
@@ -304,6 +308,7 @@ class FastLogExpectedImprovement(AcquisitionFunction):
                 self._cov_pending = (
                     kernel_matrix(self._z_pending, self._z_pending)
                     - self._v_pending.T @ self._v_pending
+                    + JITTER * torch.eye(len(self._pending), dtype=DTYPE)
                 )  # (k, k)
 
     def _mean(self, k_star: torch.Tensor) -> torch.Tensor:
@@ -322,24 +327,129 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         alone = _LogH.apply((mean - self._best_f) / sigma) + sigma.log()
         if not len(self._pending):
             return alone
-        # The joint posterior of (candidate, pending trials): the pending block is fixed.
-        k = len(self._pending)
-        cross = kernel_matrix(z, self._z_pending) - v.T @ self._v_pending  # (b, k)
-        top = torch.cat([variance[:, None], cross], dim=-1)[:, None, :]  # (b, 1, 1 + k)
-        rest = torch.cat(
-            [cross[:, :, None], self._cov_pending.expand(len(z), k, k)], dim=-1
-        )  # (b, k, 1 + k)
-        covariance = torch.cat([top, rest], dim=-2)
-        joint_mean = torch.cat([mean[:, None], self._mean_pending.expand(len(z), k)], dim=-1)
-        jitter = 1e-8 * torch.eye(k + 1, dtype=DTYPE)
-        chol, _ = torch.linalg.cholesky_ex(covariance + jitter)
-        samples = joint_mean[:, None, :] + self._base_samples @ chol.transpose(-1, -2)  # (b, s, q)
-        log_improvement = log_fatplus(samples - self._best_f, tau=TAU_RELU)
-        joint = logmeanexp(fatmax(log_improvement, dim=-1, tau=TAU_MAX), dim=-1)
+        joint = _JointLogImprovement.apply(z, v, mean, variance, self)
         # The batch's improvement is at least the candidate's own, known exactly; where
         # improvement is rare the Monte-Carlo estimate falls to its smoothing floor and
         # this bound keeps the far field informative.
         return torch.maximum(joint, alone)
+
+
+class _JointLogImprovement(torch.autograd.Function):
+    """Monte-Carlo log expected improvement of (candidate + pending trials), one batch per
+    candidate, with fixed base samples and the derivative written out.
+
+    The value is that of BoTorch's qLogEI (log_fatplus of the improvements, a fatmax over
+    the batch, a logmeanexp over the samples), to rounding. The joint posterior is built
+    and factored here with the candidate first: its own scale, the pending trials'
+    loadings on its draw, and the factor of their covariance given it (the pending block
+    is the same for every candidate). Through autograd the same arithmetic took about 1.6
+    times as long (the pending part of a call, six candidates or 640), mostly in the
+    bookkeeping of some sixty small operations and of BoTorch's infinity-safe helpers,
+    which finite inputs never need; and the acquisition search calls it hundreds of times
+    per suggestion.
+
+    Inputs: the scaled candidates z (b, D), their solves against the training factor v
+    (n, b), their posterior mean and variance (b,), and the acquisition holding the
+    pending trials' constants. Returns (b,).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        z: torch.Tensor,
+        v: torch.Tensor,
+        mean: torch.Tensor,
+        variance: torch.Tensor,
+        acq: FastLogExpectedImprovement,
+    ) -> torch.Tensor:
+        base = acq._base_samples  # (s, 1 + k)
+        first, others = base[:, 0], base[:, 1:]
+        k = others.shape[1]
+        # The joint posterior, factored with the candidate first.
+        cross = kernel_matrix(z, acq._z_pending) - v.T @ acq._v_pending  # (b, k)
+        positive = variance > 0
+        scale = (variance.clamp_min(0.0) + JITTER).sqrt()  # (b,)
+        loading = cross / scale[:, None]  # (b, k)
+        given = acq._cov_pending - loading[:, :, None] * loading[:, None, :]  # (b, k, k)
+        if k == 1:
+            rest = given.clamp_min(JITTER).sqrt()
+        else:
+            rest, _ = torch.linalg.cholesky_ex(given)
+        candidate = mean[:, None] + scale[:, None] * first  # (b, s)
+        pending = (
+            acq._mean_pending
+            + loading[:, None, :] * first[:, None]
+            + others @ rest.transpose(-1, -2)
+        )  # (b, s, k)
+        samples = torch.cat([candidate[..., None], pending], dim=-1)  # (b, s, 1 + k)
+        # log_fatplus(samples - best, TAU_RELU), as BoTorch computes it.
+        u = (samples - acq._best_f) / TAU_RELU
+        cauchy = 1 / (1 + u.square())
+        fat = softplus(u) + 0.1 * cauchy
+        log_improvement = (TAU_RELU * fat).log()
+        # fatmax over the batch (BoTorch's Pareto tail with alpha = 2).
+        top = log_improvement.amax(dim=-1, keepdim=True)
+        w = -(log_improvement - top) / TAU_MAX
+        tail = 2.0 / (2.0 + 2.0 * w + w.square())
+        tail_sum = tail.sum(dim=-1, keepdim=True)
+        per_sample = top + TAU_MAX * tail_sum.log()  # (b, s, 1)
+        out = torch.logsumexp(per_sample, dim=-2).squeeze(-1) - math.log(base.shape[0])
+        ctx.acq = acq
+        ctx.save_for_backward(
+            z, positive, scale, loading, given, rest, u, cauchy, fat, log_improvement, top
+        )
+        ctx.more = (w, tail, tail_sum, per_sample)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        acq = ctx.acq
+        z, positive, scale, loading, given, rest, u, cauchy, fat, log_improvement, top = (
+            ctx.saved_tensors
+        )
+        w, tail, tail_sum, per_sample = ctx.more
+        base = acq._base_samples
+        first, others = base[:, 0], base[:, 1:]
+        k = others.shape[1]
+        weight = torch.softmax(per_sample, dim=-2) * grad[:, None, None]  # (b, s, 1)
+        # d per_sample / d log_improvement_j with the top held, then the top's share,
+        # split between ties as autograd's amax does.
+        direct = tail.square() * (1 + w) / tail_sum
+        at_top = (log_improvement == top).to(log_improvement.dtype)
+        at_top = at_top / at_top.sum(dim=-1, keepdim=True)
+        d_log = weight * (direct + at_top * (1 - direct.sum(dim=-1, keepdim=True)))
+        d_samples = d_log * (torch.sigmoid(u) - 0.2 * u * cauchy.square()) / fat / TAU_RELU
+        d_candidate, d_pending = d_samples[..., 0], d_samples[..., 1:]
+        d_mean = d_candidate.sum(dim=-1)
+        d_scale = d_candidate @ first
+        d_loading = (d_pending * first[:, None]).sum(dim=-2)  # (b, k)
+        d_rest = d_pending.transpose(-1, -2) @ others  # (b, k, k)
+        # Back through the factor of the pending block given the candidate.
+        if k == 1:
+            d_given = torch.where(given > JITTER, 0.5 * d_rest / rest, 0.0)
+        else:  # as torch's cholesky_backward
+            phi = (rest.transpose(-1, -2) @ d_rest.tril()).tril()
+            phi = phi - 0.5 * torch.diag_embed(phi.diagonal(dim1=-2, dim2=-1))
+            d_given = torch.linalg.solve_triangular(
+                rest.transpose(-1, -2), phi, upper=True
+            )  # rest^-T phi
+            d_given = torch.linalg.solve_triangular(rest, d_given, upper=False, left=False)
+            d_given = 0.5 * (d_given + d_given.transpose(-1, -2))
+        d_loading = d_loading - 2.0 * (d_given @ loading[:, :, None]).squeeze(-1)
+        d_cross = d_loading / scale[:, None]
+        d_scale = d_scale - (d_loading * loading).sum(dim=-1) / scale
+        d_variance = torch.where(positive, 0.5 * d_scale / scale, 0.0)
+        d_v = -acq._v_pending @ d_cross.T  # (n, b)
+        # The kernel's derivative: d k(z, p) / dz = -c(r) (z - p).
+        diff = z[:, None, :] - acq._z_pending[None, :, :]  # (b, k, D)
+        r2 = diff.square().sum(dim=-1)
+        if KERNEL == "rbf":
+            slope = torch.exp(-0.5 * r2)
+        else:
+            s5 = math.sqrt(5.0) * torch.sqrt(r2 + 1e-12)
+            slope = (5.0 / 3.0) * (1.0 + s5) * torch.exp(-s5)
+        d_z = -((d_cross * slope)[:, :, None] * diff).sum(dim=1)
+        return d_z, d_v, d_mean, d_variance, None
 
 
 class _LogH(torch.autograd.Function):

@@ -338,3 +338,66 @@ def test_fast_log_ei_with_pending_is_the_joint_expected_improvement(monkeypatch)
     alone = gp.FastLogExpectedImprovement(model, x)
     candidates = torch.rand(50, 1, 6, dtype=torch.float64)
     assert torch.all(fast(candidates) >= alone(candidates) - 1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["matern", "rbf"])
+@pytest.mark.parametrize("running", [1, 3])
+def test_fast_log_ei_with_pending_has_autograd_values_and_gradients(
+    monkeypatch, kernel: str, running: int
+) -> None:
+    """The pending path's written-out derivative equals autograd's through the plain
+    formula: the joint posterior's Cholesky factor, then BoTorch's log_fatplus, fatmax and
+    logmeanexp on the samples (the formula the fast path replaced)."""
+    from botorch.acquisition.logei import TAU_MAX, TAU_RELU
+    from botorch.utils.safe_math import fatmax, log_fatplus, logmeanexp
+
+    from tunewire.server.algorithms import gp
+
+    monkeypatch.setattr(gp_model, "KERNEL", kernel)
+    monkeypatch.setattr(gp, "KERNEL", kernel)
+    torch.manual_seed(0)
+    x = torch.rand(25, 6, dtype=torch.float64)
+    model = gp_model.fit_objective_model(x, 3 * torch.sin(4 * x).sum(-1, keepdim=True))
+    best = x[model.posterior(x).mean.argmax()]
+    # A running trial near the incumbent makes the joint term count there.
+    pending = torch.rand(running, 6, dtype=torch.float64)
+    pending[0] = (best + 0.05 * torch.randn(6, dtype=torch.float64)).clamp(0, 1)
+    fast = gp.FastLogExpectedImprovement(model, x, pending, seed=1)
+    alone = gp.FastLogExpectedImprovement(model, x)
+    # Near the incumbent, near a running trial, and anywhere.
+    candidates = torch.cat(
+        [
+            best + 0.03 * torch.randn(40, 6, dtype=torch.float64),
+            pending[:1] + 0.01 * torch.randn(10, 6, dtype=torch.float64),
+            torch.rand(40, 6, dtype=torch.float64),
+        ]
+    ).clamp(0, 1)[:, None, :]
+
+    def reference(points: torch.Tensor) -> torch.Tensor:
+        both = torch.cat(
+            [points[:, 0, None, :].expand(-1, 1, -1), pending.expand(len(points), -1, -1)], 1
+        )
+        z = both / fast._lengthscale  # (b, 1 + k, D)
+        k_star = gp_model.kernel_matrix(z.reshape(-1, 6), fast._z).reshape(
+            len(points), running + 1, -1
+        )
+        mean = fast._mean(k_star)  # (b, 1 + k)
+        v = torch.linalg.solve_triangular(fast._chol, k_star.transpose(-1, -2), upper=False)
+        prior = torch.stack([gp_model.kernel_matrix(zi, zi) for zi in z])
+        covariance = (
+            prior - v.transpose(-1, -2) @ v + gp.JITTER * torch.eye(running + 1, dtype=x.dtype)
+        )
+        chol = torch.linalg.cholesky(covariance)
+        samples = mean[:, None, :] + fast._base_samples @ chol.transpose(-1, -2)
+        log_improvement = log_fatplus(samples - fast._best_f, tau=TAU_RELU)
+        joint = logmeanexp(fatmax(log_improvement, dim=-1, tau=TAU_MAX), dim=-1)
+        return torch.maximum(joint, alone(points))
+
+    a = candidates.clone().requires_grad_(True)
+    b = candidates.clone().requires_grad_(True)
+    value_a, value_b = fast(a), reference(b)
+    assert torch.allclose(value_a, value_b, atol=1e-9, rtol=1e-9)
+    assert (value_a > alone(candidates) + 1e-3).sum() >= 20  # the joint term is exercised
+    (grad_a,) = torch.autograd.grad(value_a.sum(), a)
+    (grad_b,) = torch.autograd.grad(value_b.sum(), b)
+    assert torch.allclose(grad_a, grad_b, atol=1e-7, rtol=1e-6)
