@@ -275,8 +275,11 @@ def encode_every_parameter(encoding: ModelEncoding, u: np.ndarray) -> np.ndarray
             out[:, b.start] = column
         elif b.grid is not None:  # bin centres, exactly as unit_from_value gives them
             out[:, b.start] = b.grid[_bin_indices(b.spec, column)]
-        else:
-            out[:, b.start] = [unit_from_value(b.spec, value_from_unit(b.spec, c)) for c in column]
+        else:  # too many integers for a grid: unit_from_value(value_from_unit(c)), vectorised
+            values = (_bin_indices(b.spec, column) + b.spec.low).astype(float)
+            lo, hi = _int_bounds(b.spec)
+            x = np.log(values) if b.spec.log else values
+            out[:, b.start] = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     return out
 
 
