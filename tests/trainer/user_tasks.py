@@ -102,3 +102,11 @@ def slow(params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
         if reporter.report(step, {"loss": best}):
             break
     return {"loss": best, "pid": float(os.getpid())}
+
+
+def allocates_too_much(params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
+    """On a GPU, for x > 0, asks for a tensor no GPU holds (128 TiB): a real CUDA
+    out-of-memory error, not a simulated one."""
+    if params["x"] > 0 and reporter.device.type == "cuda":
+        torch.empty(1 << 45, device=reporter.device)
+    return quadratic(params, reporter)
