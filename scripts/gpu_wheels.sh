@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pyver="${GPU_PYTHON_VERSION:-3.12}"
 abi="cp${pyver/./}"
-packages="grpcio grpcio-health-checking grpcio-reflection protobuf sqlalchemy greenlet alembic mako
+packages="grpcio grpcio-health-checking grpcio-reflection protobuf sqlalchemy alembic mako
   psycopg psycopg-binary mlxtend"
 pins=$(.venv/bin/python - $packages <<'PY'
 import sys
@@ -21,5 +21,6 @@ rm -rf .gpu-wheels && mkdir -p .gpu-wheels
   --python-version "$pyver" --implementation cp --abi "$abi" \
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux_2_17_x86_64 --platform any -d .gpu-wheels $pins
+mkdir -p .git/info
 grep -qx '/.gpu-wheels/' .git/info/exclude 2>/dev/null || echo '/.gpu-wheels/' >> .git/info/exclude
 du -sh .gpu-wheels
