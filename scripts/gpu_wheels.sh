@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 pyver="${GPU_PYTHON_VERSION:-3.12}"
 abi="cp${pyver/./}"
 packages="grpcio grpcio-health-checking grpcio-reflection protobuf sqlalchemy alembic mako
-  psycopg psycopg-binary mlxtend"
+  markupsafe psycopg psycopg-binary mlxtend typing_extensions"
 pins=$(.venv/bin/python - $packages <<'PY'
 import sys
 from importlib.metadata import version
