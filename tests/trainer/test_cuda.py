@@ -15,22 +15,13 @@ from tunewire.server.app import RunningServer
 from tunewire.trainer.tasks import BUILTIN_TASKS
 from tunewire.trainer.worker import WorkerSettings, run_worker
 
-from .test_worker import make_study, user_task
+from .test_worker import make_study, settings, user_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def gpu_settings(server: RunningServer, study: str, task: str, **kw: Any) -> WorkerSettings:
-    base: dict[str, Any] = dict(
-        server=server.target,
-        study=study,
-        task=task,
-        device="cuda:0",
-        progress="off",
-        server_wait_s=5.0,
-    )
-    base.update(kw)
-    return WorkerSettings(**base)
+    return settings(server, study, task, device="cuda:0", **kw)
 
 
 def test_the_worker_places_its_trials_on_the_gpu_with_mixed_precision(
