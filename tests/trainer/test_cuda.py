@@ -15,7 +15,7 @@ from tunewire.server.app import RunningServer
 from tunewire.trainer.tasks import BUILTIN_TASKS
 from tunewire.trainer.worker import WorkerSettings, run_worker
 
-from .test_worker import make_study, settings, user_task
+from .test_worker import check_out_of_memory_study, make_study, settings, user_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -55,14 +55,8 @@ def test_builtin_networks_train_on_the_gpu(
 def test_a_real_out_of_memory_error_marks_the_trial_infeasible(
     sqlite_server: RunningServer, client: TuningClient
 ) -> None:
-    make_study(client, "gpu-oom", trials=6)
-    summary = run_worker(gpu_settings(sqlite_server, "gpu-oom", user_task("allocates_too_much")))
-    assert summary.exit_code == 0, summary.message
-    trials = client.list_trials("gpu-oom")
-    oom = [t for t in trials if t.params["x"] > 0]
-    ok = [t for t in trials if t.params["x"] <= 0]
-    assert oom and ok, "the seed should give both signs of x"
-    assert all(t.state == "infeasible" and "CUDA out of memory" in t.reason for t in oom)
-    assert all(t.state == "completed" for t in ok)
+    check_out_of_memory_study(
+        client, gpu_settings(sqlite_server, "gpu-oom", user_task("allocates_too_much"))
+    )
     # The failed allocation left nothing behind on the device.
     assert torch.cuda.memory_allocated(0) < 1 << 30

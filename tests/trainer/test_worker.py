@@ -65,10 +65,16 @@ def test_a_user_task_runs_through_the_interface(
 def test_out_of_memory_marks_the_trial_infeasible_and_the_worker_goes_on(
     sqlite_server: RunningServer, client: TuningClient
 ) -> None:
-    make_study(client, "oom", trials=6)
-    summary = run_worker(settings(sqlite_server, "oom", user_task("out_of_memory")))
+    check_out_of_memory_study(client, settings(sqlite_server, "oom", user_task("out_of_memory")))
+
+
+def check_out_of_memory_study(client: TuningClient, worker: WorkerSettings) -> None:
+    """Runs the worker on a fresh 6-trial study whose task runs out of memory for x > 0:
+    those trials end infeasible with the reason, the others complete."""
+    make_study(client, worker.study, trials=6)
+    summary = run_worker(worker)
     assert summary.exit_code == 0, summary.message
-    trials = client.list_trials("oom")
+    trials = client.list_trials(worker.study)
     assert len(trials) == 6
     oom = [t for t in trials if t.params["x"] > 0]
     ok = [t for t in trials if t.params["x"] <= 0]
