@@ -38,10 +38,10 @@ from torch.nn.functional import softplus
 from tunewire.server.algorithms.base import SuggestRequest, derived_seed
 from tunewire.server.algorithms.gp_model import (
     DTYPE,
-    KERNEL,
     TrainingData,
     fit_objective_model,
     kernel_matrix,
+    kernel_slope,
     training_data,
 )
 from tunewire.server.algorithms.random_search import SobolSearch, sobol_points
@@ -442,12 +442,7 @@ class _JointLogImprovement(torch.autograd.Function):
         d_v = -acq._v_pending @ d_cross.T  # (n, b)
         # The kernel's derivative: d k(z, p) / dz = -c(r) (z - p).
         diff = z[:, None, :] - acq._z_pending[None, :, :]  # (b, k, D)
-        r2 = diff.square().sum(dim=-1)
-        if KERNEL == "rbf":
-            slope = torch.exp(-0.5 * r2)
-        else:
-            s5 = math.sqrt(5.0) * torch.sqrt(r2 + 1e-12)
-            slope = (5.0 / 3.0) * (1.0 + s5) * torch.exp(-s5)
+        slope = kernel_slope(diff.square().sum(dim=-1))  # (b, k)
         d_z = -((d_cross * slope)[:, :, None] * diff).sum(dim=1)
         return d_z, d_v, d_mean, d_variance, None
 

@@ -43,6 +43,8 @@ MAX_LENGTHSCALE = 1e3
 # while noisy objectives still fit their noise (the Gamma prior is weak above 1e-2).
 MIN_NOISE = 1e-6
 KERNEL = "matern"  # or "rbf" (BoTorch's default), kept for comparison runs
+# Added to squared distances in the Matern kernel (see kernel_matrix).
+DISTANCE_OFFSET = 1e-12
 NOISE_PRIOR_CONCENTRATION = 1.1
 NOISE_PRIOR_RATE = 30.0
 
@@ -217,9 +219,18 @@ def kernel_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     if KERNEL == "rbf":
         return torch.exp(-0.5 * torch.cdist(z1, z2).pow(2))
     # Matern-5/2; the small offset keeps the gradient of the distance finite at zero.
-    r = torch.sqrt(torch.cdist(z1, z2).pow(2) + 1e-12)
+    r = torch.sqrt(torch.cdist(z1, z2).pow(2) + DISTANCE_OFFSET)
     s5 = math.sqrt(5.0) * r
     return (1.0 + s5 + s5.pow(2) / 3.0) * torch.exp(-s5)
+
+
+def kernel_slope(squared_distance: torch.Tensor) -> torch.Tensor:
+    """c(r) in the kernel's derivative d k(z1, z2) / d z1 = -c(r) (z1 - z2), from the squared
+    distances r^2 between lengthscale-scaled inputs (for derivatives written out by hand)."""
+    if KERNEL == "rbf":
+        return torch.exp(-0.5 * squared_distance)
+    s5 = math.sqrt(5.0) * torch.sqrt(squared_distance + DISTANCE_OFFSET)
+    return (5.0 / 3.0) * (1.0 + s5) * torch.exp(-s5)
 
 
 @dataclass(frozen=True)

@@ -354,7 +354,6 @@ def test_fast_log_ei_with_pending_has_autograd_values_and_gradients(
     from tunewire.server.algorithms import gp
 
     monkeypatch.setattr(gp_model, "KERNEL", kernel)
-    monkeypatch.setattr(gp, "KERNEL", kernel)
     torch.manual_seed(0)
     x = torch.rand(25, 6, dtype=torch.float64)
     model = gp_model.fit_objective_model(x, 3 * torch.sin(4 * x).sum(-1, keepdim=True))
