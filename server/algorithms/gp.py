@@ -395,19 +395,18 @@ class _JointLogImprovement(torch.autograd.Function):
         per_sample = top + TAU_MAX * tail_sum.log()  # (b, s, 1)
         out = torch.logsumexp(per_sample, dim=-2).squeeze(-1) - math.log(base.shape[0])
         ctx.acq = acq
-        ctx.save_for_backward(
-            z, positive, scale, loading, given, rest, u, cauchy, fat, log_improvement, top
-        )
-        ctx.more = (w, tail, tail_sum, per_sample)
+        # The input through save_for_backward; intermediates on ctx, as torch allows.
+        ctx.save_for_backward(z)
+        ctx.factor = (positive, scale, loading, given, rest)
+        ctx.samples = (u, cauchy, fat, log_improvement, top, w, tail, tail_sum, per_sample)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         acq = ctx.acq
-        z, positive, scale, loading, given, rest, u, cauchy, fat, log_improvement, top = (
-            ctx.saved_tensors
-        )
-        w, tail, tail_sum, per_sample = ctx.more
+        (z,) = ctx.saved_tensors
+        positive, scale, loading, given, rest = ctx.factor
+        u, cauchy, fat, log_improvement, top, w, tail, tail_sum, per_sample = ctx.samples
         base = acq._base_samples
         first, others = base[:, 0], base[:, 1:]
         k = others.shape[1]
