@@ -30,10 +30,14 @@ echo "== trainer suite (simulated CUDA paths included)"
 
 echo "== one worker, $trials Sobol trials (seed 0): cuda:0 with and without mixed precision; digits-mlp also on cpu"
 port=50917
+rm -f /tmp/gpu-check.db  # a rerun on the same machine starts from empty studies
 "$py" -m tunewire.client.cli serve --host 127.0.0.1 --port $port \
   --storage "sqlite:////tmp/gpu-check.db" > "$out/server.log" 2>&1 &
 server=$!
-sleep 8
+for _ in $(seq 120); do  # until it answers (a cold image imports torch slowly)
+  "$py" -m tunewire.client.cli study list --server 127.0.0.1:$port > /dev/null 2>&1 && break
+  sleep 1
+done
 for task in digits-mlp mnist-cnn; do
   "$py" - "$task" "$trials" > "/tmp/$task-sobol.yaml" <<'PY'
 import sys, yaml
