@@ -10,6 +10,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from tunewire.server.encoding import ModelEncoding
 from tunewire.server.study import Goal, StudySpec, TrialState
 
 DTYPE = torch.float64
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 # Beyond this many trials the model is fitted on a subset (the best quarter plus a seeded
 # sample of the rest): exact-GP cost grows as n^3 and the fit's iterations as n^2, and
 # the benchmark shows no loss of regret at the cap (benchmarks/RESULTS.md, scaling).
@@ -216,21 +218,28 @@ def _fit_in_place(model: SingleTaskGP) -> None:
 def kernel_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """The kernel between lengthscale-scaled inputs z1 (a, d) and z2 (b, d), as GPyTorch
     computes it (unit output scale)."""
+    return kernel_of_distance(torch.cdist(z1, z2).pow(2))
+
+
+def kernel_of_distance(squared_distance: ArrayT) -> ArrayT:
+    """The kernel from squared distances r^2 between lengthscale-scaled inputs: a torch
+    tensor in the fit, a numpy array in the acquisition search (gp.py)."""
+    xp: Any = torch if isinstance(squared_distance, torch.Tensor) else np
     if KERNEL == "rbf":
-        return torch.exp(-0.5 * torch.cdist(z1, z2).pow(2))
+        return xp.exp(-0.5 * squared_distance)
     # Matern-5/2; the small offset keeps the gradient of the distance finite at zero.
-    r = torch.sqrt(torch.cdist(z1, z2).pow(2) + DISTANCE_OFFSET)
-    s5 = math.sqrt(5.0) * r
-    return (1.0 + s5 + s5.pow(2) / 3.0) * torch.exp(-s5)
+    s5 = math.sqrt(5.0) * xp.sqrt(squared_distance + DISTANCE_OFFSET)
+    return (1.0 + s5 + s5**2 / 3.0) * xp.exp(-s5)
 
 
-def kernel_slope(squared_distance: torch.Tensor) -> torch.Tensor:
+def kernel_slope(squared_distance: ArrayT) -> ArrayT:
     """c(r) in the kernel's derivative d k(z1, z2) / d z1 = -c(r) (z1 - z2), from the squared
     distances r^2 between lengthscale-scaled inputs (for derivatives written out by hand)."""
+    xp: Any = torch if isinstance(squared_distance, torch.Tensor) else np
     if KERNEL == "rbf":
-        return torch.exp(-0.5 * squared_distance)
-    s5 = math.sqrt(5.0) * torch.sqrt(squared_distance + DISTANCE_OFFSET)
-    return (5.0 / 3.0) * (1.0 + s5) * torch.exp(-s5)
+        return xp.exp(-0.5 * squared_distance)
+    s5 = math.sqrt(5.0) * xp.sqrt(squared_distance + DISTANCE_OFFSET)
+    return (5.0 / 3.0) * (1.0 + s5) * xp.exp(-s5)
 
 
 @dataclass(frozen=True)

@@ -373,21 +373,26 @@ def test_fast_log_ei_with_pending_has_autograd_values_and_gradients(
     ).clamp(0, 1)[:, None, :]
 
     def reference(points: torch.Tensor) -> torch.Tensor:
+        # The fitted constants, from the acquisition's numpy arrays.
+        lengthscale, train_z, chol, alpha, base_samples = (
+            torch.from_numpy(a)
+            for a in (fast._lengthscale, fast._z, fast._chol, fast._alpha, fast._base_samples)
+        )
         both = torch.cat(
             [points[:, 0, None, :].expand(-1, 1, -1), pending.expand(len(points), -1, -1)], 1
         )
-        z = both / fast._lengthscale  # (b, 1 + k, D)
-        k_star = gp_model.kernel_matrix(z.reshape(-1, 6), fast._z).reshape(
+        z = both / lengthscale  # (b, 1 + k, D)
+        k_star = gp_model.kernel_matrix(z.reshape(-1, 6), train_z).reshape(
             len(points), running + 1, -1
         )
-        mean = fast._mean(k_star)  # (b, 1 + k)
-        v = torch.linalg.solve_triangular(fast._chol, k_star.transpose(-1, -2), upper=False)
+        mean = fast._constant + k_star @ alpha  # (b, 1 + k)
+        v = torch.linalg.solve_triangular(chol, k_star.transpose(-1, -2), upper=False)
         prior = torch.stack([gp_model.kernel_matrix(zi, zi) for zi in z])
         covariance = (
             prior - v.transpose(-1, -2) @ v + gp.JITTER * torch.eye(running + 1, dtype=x.dtype)
         )
         chol = torch.linalg.cholesky(covariance)
-        samples = mean[:, None, :] + fast._base_samples @ chol.transpose(-1, -2)
+        samples = mean[:, None, :] + base_samples @ chol.transpose(-1, -2)
         log_improvement = log_fatplus(samples - fast._best_f, tau=TAU_RELU)
         joint = logmeanexp(fatmax(log_improvement, dim=-1, tau=TAU_MAX), dim=-1)
         return torch.maximum(joint, alone(points))
