@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -481,13 +481,30 @@ class TuningService:
         # transactions changes the study's largest trial id and sends us round again.
         # (The gRPC server drives the same steps from its event loop.)
         with self._suggest_locks[suggest_stripe(name)]:
-            plan: SuggestPlan | None = None
-            for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
-                result = self.suggest_round(name, count, worker_id, plan)
-                if isinstance(result, SuggestResult):
-                    return result
-                plan = self.compute_plan(result)
-            return self.suggest_final(name, count, worker_id)
+            steps = self.suggest_steps(name, count, worker_id)
+            try:
+                work = next(steps)
+                while True:
+                    work = steps.send(work())
+            except StopIteration as done:
+                return done.value
+
+    def suggest_steps(
+        self, name: str, count: int, worker_id: str
+    ) -> Generator[Callable[[], Any], Any, SuggestResult]:
+        """A SQLite suggestion as steps, for one caller holding the study's lock: optimistic
+        rounds (each a short transaction, run here), and between them the blocking work
+        (the algorithm, and at the end a transaction that runs it inside) yielded for the
+        driver to run where it likes and send back: `suggest_trials` in its own thread,
+        the gRPC server in its thread pool, off the event loop."""
+        plan: SuggestPlan | None = None
+        for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
+            result = self.suggest_round(name, count, worker_id, plan)
+            if isinstance(result, SuggestResult):
+                return result
+            plan = yield functools.partial(self.compute_plan, result)
+        final: SuggestResult = yield functools.partial(self.suggest_final, name, count, worker_id)
+        return final
 
     def suggest_round(
         self, name: str, count: int, worker_id: str, plan: SuggestPlan | None

@@ -27,7 +27,6 @@ from tunewire.server.errors import (
     TunewireError,
 )
 from tunewire.server.service import (
-    SUGGEST_OPTIMISTIC_ROUNDS,
     SUGGEST_STRIPES,
     SuggestResult,
     TuningService,
@@ -274,13 +273,10 @@ class AsyncTuningServicer(api_grpc.TuningServiceServicer):
         count = check_suggest_args(count, worker_id)
         loop = asyncio.get_running_loop()
         async with self._suggest_locks[suggest_stripe(name)]:
-            plan = None
-            for _ in range(SUGGEST_OPTIMISTIC_ROUNDS):
-                result = self.service.suggest_round(name, count, worker_id, plan)
-                if isinstance(result, SuggestResult):
-                    return TuningServicer.suggest_response(result)
-                plan = await loop.run_in_executor(self.executor, self.service.compute_plan, result)
-            final = await loop.run_in_executor(
-                self.executor, self.service.suggest_final, name, count, worker_id
-            )
-            return TuningServicer.suggest_response(final)
+            steps = self.service.suggest_steps(name, count, worker_id)
+            try:
+                work = next(steps)
+                while True:
+                    work = steps.send(await loop.run_in_executor(self.executor, work))
+            except StopIteration as done:
+                return TuningServicer.suggest_response(done.value)

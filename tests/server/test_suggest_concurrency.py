@@ -4,15 +4,18 @@ trial added meanwhile by another process makes the suggestion be computed again.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tunewire.server.algorithms.gp import GaussianProcessSearch
-from tunewire.server.service import TuningService
+from tunewire.server.service import SUGGEST_OPTIMISTIC_ROUNDS, TuningService
+from tunewire.server.servicer import AsyncTuningServicer
 from tunewire.server.storage.sql import Storage
 from tunewire.server.study import Measurement, StudySpec, TrialState
 
@@ -122,6 +125,46 @@ def test_a_trial_added_by_another_process_meanwhile_is_seen_by_the_suggestion(
         assert trial.parameters != taken.parameters
         states = {t.id: t.state for t in service.list_trials("s", (), 100, "")[0]}
         assert states == {taken.id: TrialState.ACTIVE, trial.id: TrialState.ACTIVE}
+    finally:
+        storage.dispose()
+        storage2.dispose()
+
+
+@pytest.mark.parametrize("driver", ["service", "grpc-servicer"])
+def test_a_study_that_keeps_changing_is_answered_by_the_final_transaction(
+    db: str, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    """Another process adds a trial while each optimistic round computes: after the last
+    round the suggestion is computed inside one transaction, from the study as it then
+    is. Both drivers of the steps: the service's own thread, and the gRPC servicer's
+    event loop with its thread pool."""
+    storage, storage2 = Storage(db), Storage(db)
+    service, elsewhere = TuningService(storage), TuningService(storage2)
+    real = GaussianProcessSearch.suggest
+    requests: list[Any] = []
+
+    def busy_elsewhere(algorithm: GaussianProcessSearch, request: Any) -> Any:
+        requests.append(request)
+        if len(requests) <= SUGGEST_OPTIMISTIC_ROUNDS:
+            elsewhere.add_trial("s", {"x": 0.1 * len(requests), "y": 0.5}, {"loss": 1.0})
+        return real(algorithm, request)
+
+    try:
+        service.create_study("s", SPEC)
+        monkeypatch.setattr(GaussianProcessSearch, "suggest", busy_elsewhere)
+        if driver == "service":
+            (trial,) = service.suggest_trials("s", 1, "w1").trials
+        else:
+            with ThreadPoolExecutor(2) as executor:
+                servicer = AsyncTuningServicer(service, executor, inline_ok=True)
+                response = asyncio.run(servicer._suggest("s", 1, "w1"))
+            (pb,) = response.trials
+            trial = service.get_trial("s", pb.id)
+        assert len(requests) == SUGGEST_OPTIMISTIC_ROUNDS + 1
+        # The final computation saw every trial added meanwhile.
+        assert len(requests[-1].observations) == SUGGEST_OPTIMISTIC_ROUNDS
+        assert trial.state is TrialState.ACTIVE and trial.worker_id == "w1"
+        assert trial.id == SUGGEST_OPTIMISTIC_ROUNDS + 1
     finally:
         storage.dispose()
         storage2.dispose()
