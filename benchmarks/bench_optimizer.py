@@ -749,13 +749,18 @@ def main(argv: list[str] | None = None) -> int:
         f"regret = best value found - known optimum. Optuna GPSampler and Ax get the "
         f"conditional problem's flat space (inactive widths ignored), TPE its conditional "
         f"one. Peers: {notes}. Versions: "
-        f"{versions('torch', 'botorch', 'gpytorch', 'optuna', 'ax-platform')}\n\n{table}\n\n"
-        f"Parallel: {PARALLEL_WORKERS} asynchronous workers against 1, every model-based arm, "
-        f"same evaluation count; each suggestion is made with {PARALLEL_WORKERS - 1} trials "
-        f"running (tunewire gp and Optuna GPSampler: qLogEI over them; Ax: pending points; "
-        f"TPE: constant liar). Median regret [IQR] at the budget; the third column is the "
-        f"sequential run {PARALLEL_WORKERS - 1} evaluations before the budget, which is as many "
-        f"results as the parallel run's last suggestion had seen.\n\n{parallel_table}\n"
+        f"{versions('torch', 'botorch', 'gpytorch', 'optuna', 'ax-platform')}\n\n{table}\n"
+        + (
+            f"\nParallel: {PARALLEL_WORKERS} asynchronous workers against 1, every model-based "
+            f"arm, same evaluation count; each suggestion is made with {PARALLEL_WORKERS - 1} "
+            f"trials running (tunewire gp and Optuna GPSampler: qLogEI over them; Ax: pending "
+            f"points; TPE: constant liar). Median regret [IQR] at the budget; the third column "
+            f"is the sequential run {PARALLEL_WORKERS - 1} evaluations before the budget, which "
+            f"is as many results as the parallel run's last suggestion had seen.\n\n"
+            f"{parallel_table}\n"
+            if parallel
+            else ""
+        )
         + (
             f"\nScaling (Hartmann6, history loaded with AddTrial; SQLite):\n\n{scaling_table}\n"
             if scaling_table
