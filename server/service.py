@@ -375,7 +375,7 @@ class TuningService:
     def _renew(
         self, repo: Repository, row: StudyRow, spec: StudySpec, trial: Trial, now: float
     ) -> float:
-        expires = now + spec.lease_timeout_seconds
+        expires = spec.lease_end(now)
         repo.renew_lease(row.id, trial.id, expires)
         trial.lease_expires = expires
         return expires
@@ -597,7 +597,7 @@ class TuningService:
             wants[i] = max(0, min(want, budget))
             budget -= wants[i]
         total = sum(wants)
-        lease = now + spec.lease_timeout_seconds
+        lease = spec.lease_end(now)
         enqueued = (
             repo.trials_where(row.id, states=(TrialState.REQUESTED,), limit=total) if total else []
         )
@@ -741,7 +741,7 @@ class TuningService:
                     f"got {sorted(measurement.metrics)}"
                 )
             trial = self._owned_active_trial(row, found, trial_id, worker_id, "report on")
-            trial.lease_expires = now + spec.lease_timeout_seconds
+            trial.lease_expires = spec.lease_end(now)
             if not repo.insert_measurement(
                 row.id,
                 trial_id,

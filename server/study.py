@@ -100,6 +100,10 @@ class StudySpec:
     def primary_metric(self) -> MetricSpec:
         return self.metrics[0]
 
+    def lease_end(self, now: float) -> float:
+        """When a lease taken or renewed at `now` (server clock, seconds) expires."""
+        return now + self.lease_timeout_seconds
+
     @classmethod
     def create(
         cls,
