@@ -448,3 +448,18 @@ def test_fast_log_ei_with_pending_has_autograd_values_and_gradients(
     (grad_a,) = torch.autograd.grad(value_a.sum(), a)
     (grad_b,) = torch.autograd.grad(value_b.sum(), b)
     assert torch.allclose(grad_a, grad_b, atol=1e-7, rtol=1e-6)
+
+
+def test_pending_block_factor_survives_a_covariance_rounded_below_zero() -> None:
+    """The factor of the running trials' covariance given a candidate: a matrix that
+    rounding left a hair short of positive definite (two running trials at one point) is
+    shifted up to the jitter instead of failing the whole batch of candidates."""
+    from tunewire.server.algorithms import gp
+
+    good = np.array([[2.0, 0.5], [0.5, 1.0]])
+    short = np.array([[1.0, 1.0], [1.0, 1.0 - 1e-12]])  # smallest eigenvalue about -5e-13
+    factors = gp._cholesky(np.stack([good, short]))
+    assert np.isfinite(factors).all()
+    np.testing.assert_allclose(factors[0] @ factors[0].T, good, rtol=1e-12)
+    np.testing.assert_allclose(factors[1] @ factors[1].T, short, atol=1e-7)
+    assert np.linalg.eigvalsh(factors[1] @ factors[1].T)[0] >= gp.JITTER * 0.99
