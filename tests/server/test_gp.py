@@ -463,3 +463,19 @@ def test_pending_block_factor_survives_a_covariance_rounded_below_zero() -> None
     np.testing.assert_allclose(factors[0] @ factors[0].T, good, rtol=1e-12)
     np.testing.assert_allclose(factors[1] @ factors[1].T, short, atol=1e-7)
     assert np.linalg.eigvalsh(factors[1] @ factors[1].T)[0] >= gp.JITTER * 0.99
+
+
+@pytest.mark.parametrize("running", [1, 3])
+def test_fast_log_ei_scores_many_candidates_in_chunks_with_the_same_values(running: int) -> None:
+    """Scoring hundreds of candidates with running trials goes in chunks (small arrays,
+    no fresh pages per call); the values are those of one call per candidate."""
+    from tunewire.server.algorithms import gp
+
+    torch.manual_seed(0)
+    x = torch.rand(25, 6, dtype=torch.float64)
+    model = gp_model.fit_objective_model(x, 3 * torch.sin(4 * x).sum(-1, keepdim=True))
+    fast = gp.FastLogExpectedImprovement(model, x, torch.rand(running, 6, dtype=torch.float64))
+    candidates = np.random.default_rng(0).random((300, 6))
+    chunked, _ = fast.values_and_gradients(candidates, gradients=False)
+    one_by_one = [fast.values_and_gradients(c[None], gradients=True)[0][0] for c in candidates]
+    np.testing.assert_allclose(chunked, one_by_one, rtol=1e-12, atol=1e-12)
