@@ -327,23 +327,18 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         """X: (b, 1, D) candidates -> (b,) log expected improvement (standardised scale)."""
         return _NumpyAcquisition.apply(X, self)
 
+    @property
+    def chunk(self) -> int:
+        """Candidates per call when scoring many: with running trials, as many as keep the
+        joint's arrays at JOINT_CHUNK_DRAWS draws."""
+        if not len(self._pending):
+            return EVAL_CHUNK
+        return max(8, JOINT_CHUNK_DRAWS // (MC_SAMPLES * (1 + len(self._pending))))
+
     def values_and_gradients(
         self, x: np.ndarray, gradients: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """x: (b, D) candidates -> their values (b,) and, if asked, d value / d x (b, D)."""
-        if len(self._pending) and not gradients:
-            chunk = max(8, JOINT_CHUNK_DRAWS // (MC_SAMPLES * (1 + len(self._pending))))
-            if len(x) > chunk:
-                parts = [
-                    self._values_and_gradients(x[i : i + chunk], False)[0]
-                    for i in range(0, len(x), chunk)
-                ]
-                return np.concatenate(parts), None
-        return self._values_and_gradients(x, gradients)
-
-    def _values_and_gradients(
-        self, x: np.ndarray, gradients: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
         z = x / self._lengthscale
         diff = z[:, None, :] - self._z[None, :, :]  # (b, n, D)
         squared = np.einsum("bnd,bnd->bn", diff, diff)
@@ -411,7 +406,7 @@ class _Joint:
         mean: np.ndarray,
         variance: np.ndarray,
     ) -> None:
-        self.acq, self.z = acq, z
+        self.acq = acq
         base = acq._base_samples  # (s, 1 + k)
         first, others = base[:, 0], base[:, 1:]
         k = others.shape[1]
@@ -589,13 +584,19 @@ def _optimise_batch(
 def _score(acq: AcquisitionFunction, encoding: ModelEncoding, x: np.ndarray) -> np.ndarray:
     """Acquisition values of candidates x (b, q, D) in the 'every parameter set' form."""
     b, q, d = x.shape
-    active = encoding.with_activity(x.reshape(-1, d)).reshape(b, q, d)
-    out = [
-        _values_and_gradients(acq, active[start : start + EVAL_CHUNK], gradients=False)[0]
-        for start in range(0, b, EVAL_CHUNK)
-    ]
-    values = np.concatenate(out)
+    values = _values(acq, encoding.with_activity(x.reshape(-1, d)).reshape(b, q, d))
     return np.where(np.isfinite(values), values, -np.inf)
+
+
+def _values(acq: AcquisitionFunction, x: np.ndarray) -> np.ndarray:
+    """Values (b,) of many candidates x (b, q, D), a chunk of them per call."""
+    step = acq.chunk if isinstance(acq, FastLogExpectedImprovement) else EVAL_CHUNK
+    return np.concatenate(
+        [
+            _values_and_gradients(acq, x[start : start + step], gradients=False)[0]
+            for start in range(0, len(x), step)
+        ]
+    )
 
 
 def _values_and_gradients(

@@ -46,7 +46,7 @@ MAX_LENGTHSCALE = 1e3
 # while noisy objectives still fit their noise (the Gamma prior is weak above 1e-2).
 MIN_NOISE = 1e-6
 KERNEL = "matern"  # or "rbf" (BoTorch's default), kept for comparison runs
-# Added to squared distances in the Matern kernel (see kernel_matrix).
+# Added to squared distances in the Matern kernel (see kernel_of_distance).
 DISTANCE_OFFSET = 1e-12
 NOISE_PRIOR_CONCENTRATION = 1.1
 NOISE_PRIOR_RATE = 30.0
@@ -218,15 +218,11 @@ def _fit_in_place(model: SingleTaskGP) -> None:
     model.eval()
 
 
-def kernel_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """The kernel between lengthscale-scaled inputs z1 (a, d) and z2 (b, d), as GPyTorch
-    computes it (unit output scale)."""
-    return kernel_of_distance(torch.cdist(z1, z2).pow(2))
-
-
 def kernel_of_distance(squared_distance: ArrayT) -> ArrayT:
-    """The kernel from squared distances r^2 between lengthscale-scaled inputs: a torch
-    tensor in the fit, a numpy array in the acquisition search (gp.py)."""
+    """The kernel, as GPyTorch computes it (unit output scale), from squared distances r^2
+    between lengthscale-scaled inputs: numpy arrays in the fit and the acquisition search
+    (gp.py), torch tensors where the tests differentiate it with autograd to check the
+    derivatives written out here and there."""
     xp: Any = torch if isinstance(squared_distance, torch.Tensor) else np
     if KERNEL == "rbf":
         return xp.exp(-0.5 * squared_distance)
@@ -235,14 +231,13 @@ def kernel_of_distance(squared_distance: ArrayT) -> ArrayT:
     return (1.0 + s5 + s5**2 / 3.0) * xp.exp(-s5)
 
 
-def kernel_slope(squared_distance: ArrayT) -> ArrayT:
+def kernel_slope(squared_distance: np.ndarray) -> np.ndarray:
     """c(r) in the kernel's derivative d k(z1, z2) / d z1 = -c(r) (z1 - z2), from the squared
     distances r^2 between lengthscale-scaled inputs (for derivatives written out by hand)."""
-    xp: Any = torch if isinstance(squared_distance, torch.Tensor) else np
     if KERNEL == "rbf":
-        return xp.exp(-0.5 * squared_distance)
-    s5 = math.sqrt(5.0) * xp.sqrt(squared_distance + DISTANCE_OFFSET)
-    return (5.0 / 3.0) * (1.0 + s5) * xp.exp(-s5)
+        return np.exp(-0.5 * squared_distance)
+    s5 = math.sqrt(5.0) * np.sqrt(squared_distance + DISTANCE_OFFSET)
+    return (5.0 / 3.0) * (1.0 + s5) * np.exp(-s5)
 
 
 @dataclass(frozen=True)
