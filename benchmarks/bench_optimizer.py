@@ -9,7 +9,8 @@ network-shaped problem), each run with every arm and 5 seeds: tunewire gp / rand
 sobol through a real gRPC server in its own process (latency measured around the
 SuggestTrials RPC at the client), Optuna TPE and GPSampler, Ax (latency around ask()).
 Then every model-based arm (tunewire gp, Optuna TPE and GPSampler, Ax) again with 4
-asynchronous workers (running trials pending) against its own one-worker run, and
+asynchronous workers (running trials pending) against its own one-worker run, at equal
+evaluations and on to twice the budget (when do 4 workers reach one worker's regret?), and
 suggestion latency plus the server's peak RSS with 50..1,000 completed trials. Prints
 tables, writes PNGs of regret against evaluations (all arms; 1 vs 4 workers) under
 benchmarks/out/, appends to benchmarks/RESULTS.md.
@@ -40,6 +41,9 @@ import numpy as np
 OUT = Path(__file__).resolve().parent / "out"
 INITIAL_TRIALS = 8  # quasi-random trials before any model, for every arm alike
 PARALLEL_WORKERS = 4
+# Parallel runs go on to this multiple of the budget, to see when they reach the regret one
+# worker has at the budget (their first `budget` evaluations are the same either way).
+PARALLEL_EXTENSION = 2
 Params = dict[str, Any]
 
 
@@ -427,17 +431,26 @@ def fmt(x: float) -> str:
 
 
 def summarise(runs: Sequence[Run], optimum: float, at: int) -> dict[str, float]:
+    """Regret after `at` evaluations, and the latency of the suggestions up to then."""
     regrets = [regret_curve(r.values, optimum)[at - 1] for r in runs]
     # Model-based suggestions only: every arm's first INITIAL_TRIALS are quasi-random draws.
-    lat = [x for r in runs for x in r.latencies[INITIAL_TRIALS:]] or [0.0]
+    lat = [x for r in runs for x in r.latencies[INITIAL_TRIALS:at]] or [0.0]
     return {
         "median": float(np.median(regrets)),
         "q1": float(np.percentile(regrets, 25)),
         "q3": float(np.percentile(regrets, 75)),
         "lat_p50": statistics.median(lat),
-        "lat_last": statistics.median(r.latencies[-1] for r in runs),
+        "lat_last": statistics.median(r.latencies[min(at, len(r.latencies)) - 1] for r in runs),
         "lat_max": max(lat),
     }
+
+
+def evaluations_to_reach(runs: Sequence[Run], optimum: float, target: float) -> int | None:
+    """The first evaluation count at which the median regret over seeds is at or below
+    `target` (None if the runs never get there)."""
+    median = np.median([regret_curve(r.values, optimum) for r in runs], axis=0)
+    reached = np.flatnonzero(median <= target)
+    return int(reached[0]) + 1 if len(reached) else None
 
 
 def quality_table(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem]) -> str:
@@ -462,17 +475,25 @@ def parallel_row(problem: Problem, arm: str, seq: Sequence[Run], par: Sequence[R
     early = summarise(seq, optimum, budget - (PARALLEL_WORKERS - 1))
     s4 = summarise(par, optimum, budget)
     ratio = s4["median"] / s1["median"] if s1["median"] > 0 else math.inf
+    reach = evaluations_to_reach(par, optimum, s1["median"])
+    if reach is None:
+        reached = f"not in {len(par[0].values)} | —"
+    else:
+        # With evaluations that each take one worker the same time, 4 workers finish
+        # `reach` evaluations in reach / 4 evaluation times, one worker `budget` in budget.
+        reached = f"{reach} ({reach / budget:.2f}x) | {PARALLEL_WORKERS * budget / reach:.1f}x"
     return (
         f"| {problem.name} ({budget}) | {arm} | {fmt(s1['median'])} [{fmt(s1['q1'])}, "
         f"{fmt(s1['q3'])}] | {fmt(early['median'])} [{fmt(early['q1'])}, {fmt(early['q3'])}] | "
         f"{fmt(s4['median'])} [{fmt(s4['q1'])}, {fmt(s4['q3'])}] | {ratio:.2g}x | "
-        f"{s1['lat_p50']:.3f} / {s4['lat_p50']:.3f} |"
+        f"{reached} | {s1['lat_p50']:.3f} / {s4['lat_p50']:.3f} |"
     )
 
 
-# One panel per problem: its title, known optimum, and curves as (label, runs, line style,
-# colour or None for the next in matplotlib's cycle).
-Panel = tuple[str, float, list[tuple[str, Sequence[Run], str, str | None]]]
+# One panel per problem: its title, known optimum, curves as (label, runs, line style,
+# colour or None for the next in matplotlib's cycle), and the budget where the curves run
+# past it (None when they end there).
+Panel = tuple[str, float, list[tuple[str, Sequence[Run], str, str | None]], int | None]
 
 
 def _plot_panels(panels: Sequence[Panel], path: Path, width: float, height: float) -> None:
@@ -483,7 +504,7 @@ def _plot_panels(panels: Sequence[Panel], path: Path, width: float, height: floa
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), dpi=80)
-    for ax, (title, optimum, curves) in zip(np.atleast_1d(axes), panels, strict=True):
+    for ax, (title, optimum, curves, budget) in zip(np.atleast_1d(axes), panels, strict=True):
         for label, runs, style, colour in curves:
             regrets = np.array([regret_curve(r.values, optimum) for r in runs])
             median = np.maximum(np.median(regrets, axis=0), 1e-6)
@@ -493,6 +514,8 @@ def _plot_panels(panels: Sequence[Panel], path: Path, width: float, height: floa
         ax.set_title(title)
         ax.set_xlabel("evaluations")
         ax.axvline(INITIAL_TRIALS, color="grey", linewidth=0.6, linestyle=":")
+        if budget is not None:
+            ax.axvline(budget, color="grey", linewidth=0.6, linestyle="--")
     np.atleast_1d(axes)[0].set_ylabel("median simple regret")
     np.atleast_1d(axes)[-1].legend(fontsize=7)
     fig.tight_layout()
@@ -504,7 +527,12 @@ def _plot_panels(panels: Sequence[Panel], path: Path, width: float, height: floa
 def plot(results: dict[str, dict[str, list[Run]]], problems: Sequence[Problem], path: Path) -> None:
     """Every arm's sequential run, one panel per problem."""
     panels: list[Panel] = [
-        (p.name, p.optimum(), [(arm, runs, "-", None) for arm, runs in results[p.name].items()])
+        (
+            p.name,
+            p.optimum(),
+            [(arm, runs, "-", None) for arm, runs in results[p.name].items()],
+            None,
+        )
         for p in problems
     ]
     _plot_panels(panels, path, 4.2, 3.4)
@@ -516,8 +544,8 @@ def plot_parallel(
     problems: Sequence[Problem],
     path: Path,
 ) -> None:
-    """Each arm's sequential run (solid) and its parallel run (dashed, same colour), one
-    panel per problem that ran in parallel."""
+    """Each arm's sequential run (solid) and its parallel run (dashed, same colour, on past
+    the sequential run's budget), one panel per problem that ran in parallel."""
     panels: list[Panel] = [
         (
             f"{p.name}: 1 vs {PARALLEL_WORKERS} workers",
@@ -530,6 +558,7 @@ def plot_parallel(
                     (f"{arm}, {PARALLEL_WORKERS} workers", par, "--", f"C{i}"),
                 )
             ],
+            len(next(iter(results[p.name].values()))[0].values),
         )
         for p in problems
         if parallel.get(p.name)
@@ -678,8 +707,10 @@ def main(argv: list[str] | None = None) -> int:
     parallel_lines = [
         f"| problem (budget) | arm | 1 worker | 1 worker, {PARALLEL_WORKERS - 1} evaluations "
         f"fewer | {PARALLEL_WORKERS} workers | {PARALLEL_WORKERS} workers / 1, medians | "
+        f"{PARALLEL_WORKERS} workers reach 1 worker's median at (evaluations) | "
+        f"time to that regret, 1 worker / {PARALLEL_WORKERS} | "
         f"latency p50, 1 / {PARALLEL_WORKERS} workers (s) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     raw_path = OUT / "bench_optimizer_runs.json"
     parallel: dict[str, dict[str, list[Run]]] = {}
@@ -720,7 +751,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not arm.models_running_trials:
                         continue
                     runs = [
-                        arm.with_workers(PARALLEL_WORKERS).run(problem, seed, problem.budget)
+                        arm.with_workers(PARALLEL_WORKERS).run(
+                            problem, seed, PARALLEL_EXTENSION * problem.budget
+                        )
                         for seed in seeds
                     ]
                     parallel[problem.name][arm.name] = runs
@@ -756,7 +789,12 @@ def main(argv: list[str] | None = None) -> int:
             f"trials running (tunewire gp and Optuna GPSampler: qLogEI over them; Ax: pending "
             f"points; TPE: constant liar). Median regret [IQR] at the budget; the third column "
             f"is the sequential run {PARALLEL_WORKERS - 1} evaluations before the budget, which "
-            f"is as many results as the parallel run's last suggestion had seen.\n\n"
+            f"is as many results as the parallel run's last suggestion had seen. The parallel "
+            f"runs go on to {PARALLEL_EXTENSION}x the budget: the next column is the first "
+            f"evaluation count at which their median regret is at or below one worker's at "
+            f"the budget, and the one after it how much sooner {PARALLEL_WORKERS} workers get "
+            f"there in wall-clock time when every evaluation takes a worker the same time "
+            f"({PARALLEL_WORKERS} x budget / that count).\n\n"
             f"{parallel_table}\n"
             if parallel
             else ""

@@ -29,3 +29,29 @@ def test_bench_optimizer_quick_runs_every_model_based_arm_with_four_workers(
     if importlib.util.find_spec("optuna") is not None:
         assert "| branin (12) | Optuna GPSampler | " in out.split("Parallel:")[1]
     assert (tmp_path / "benchmarks" / "out" / "bench_optimizer_parallel.png").stat().st_size > 0
+
+
+def test_evaluations_to_reach_reads_the_median_curve_over_seeds() -> None:
+    runs = [
+        bench_optimizer.Run(values=[5.0, 3.0, 2.0, 1.0]),
+        bench_optimizer.Run(values=[4.0, 4.0, 1.5, 1.5]),
+        bench_optimizer.Run(values=[6.0, 2.5, 2.5, 0.5]),
+    ]
+    # Best-so-far per seed: [5,3,2,1], [4,4,1.5,1.5], [6,2.5,2.5,0.5]; medians 5, 3, 2, 1.
+    assert bench_optimizer.evaluations_to_reach(runs, 0.0, 3.0) == 2
+    assert bench_optimizer.evaluations_to_reach(runs, 0.0, 1.0) == 4
+    assert bench_optimizer.evaluations_to_reach(runs, 0.0, 0.9) is None
+
+
+def test_parallel_row_says_when_four_workers_reach_one_workers_regret() -> None:
+    problem = bench_optimizer.Problem("toy", [], lambda p: 0.0, lambda: 0.0, 4)
+    seq = [bench_optimizer.Run(values=[4.0, 3.0, 2.0, 1.0], latencies=[0.1] * 4)]
+    par = [
+        bench_optimizer.Run(values=[4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 1.0, 0.5], latencies=[0.2] * 8)
+    ]
+    row = bench_optimizer.parallel_row(problem, "arm", seq, par)
+    # Regret 1.0 after 4 evaluations alone; 4 workers get there at 6 (1.5x the
+    # evaluations, in 6/4 evaluation times instead of 4: 2.7x sooner).
+    assert "| 6 (1.50x) | 2.7x |" in row
+    never = [bench_optimizer.Run(values=[4.0] * 8, latencies=[0.2] * 8)]
+    assert "| not in 8 | — |" in bench_optimizer.parallel_row(problem, "arm", seq, never)
