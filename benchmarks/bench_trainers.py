@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run (under a minute or two)")
     p.add_argument("--trials", type=int, default=None, help="trial budget per job (24; quick 6)")
     p.add_argument("--seeds", type=int, default=None, help="repeats with seeds 0..N-1 (3; quick 1)")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="start the seeds here (more seeds, another run)"
+    )
     p.add_argument("--workers", default=None, help="worker counts (1,2,4; quick 1,2)")
     p.add_argument("--algorithms", default=None, help="gp,sobol,random (gp,sobol; quick sobol)")
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             f"sqlite:///{Path(tmp) / 'bench.db'}", port, log, torch_threads=1
         )
         try:
-            for seed in range(seeds):
+            for seed in range(args.first_seed, args.first_seed + seeds):
                 for algorithm in algorithms:
                     # Alternate the order so that drift in machine load hits every count.
                     order = worker_counts if seed % 2 == 0 else worker_counts[::-1]
@@ -326,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{TASK}, default space, early stopping off, one torch thread per trainer and "
             "for the server, "
             f"{os.cpu_count()} CPU cores shared with other work (load average "
-            f"{load_before:.1f} at start); medians [IQR] over {seeds} seed(s). Trials: ended "
+            f"{load_before:.1f} at start); medians [IQR] over {seeds} seed(s) "
+            f"({args.first_seed}-{args.first_seed + seeds - 1}). Trials: ended "
             "trials per job (any state; all count as work). Wall: from starting the trainer "
             "processes to the last one's exit, so it includes each process's start-up "
             "(importing torch, loading data); its speed-up is that of trials per wall minute. "
