@@ -435,7 +435,9 @@ def _optuna_report_ms(n: int, steps: int, rule: str, tmp: Path) -> list[float]:
     )
     storage = f"sqlite:///{tmp / f'optuna-{uuid.uuid4().hex[:8]}.db'}"
     study = optuna.create_study(storage=storage, direction="minimize", pruner=pruner)
-    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    dist: dict[str, optuna.distributions.BaseDistribution] = {
+        "x": optuna.distributions.FloatDistribution(0.0, 1.0)
+    }
     study.add_trials(
         [
             optuna.trial.create_trial(

@@ -201,17 +201,17 @@ def run_one(
         loaders = []
         first = 0
         for share in shares:
-            p = ctx.Process(
+            loader_process = ctx.Process(
                 target=_load_process, args=(target, study, share, seconds, first, queue)
             )
             first += share
-            p.start()
-            loaders.append(p)
+            loader_process.start()
+            loaders.append(loader_process)
         started = time.monotonic()
         results = [queue.get(timeout=seconds + 120) for _ in loaders]
         elapsed = time.monotonic() - started
-        for p in loaders:
-            p.join()
+        for loader_process in loaders:
+            loader_process.join()
         rss = max(peak_rss_mb(p.pid) for p in procs)
     finally:
         for p in procs:
