@@ -558,7 +558,7 @@ def plot_parallel(
                     (f"{arm}, {PARALLEL_WORKERS} workers", par, "--", f"C{i}"),
                 )
             ],
-            len(next(iter(results[p.name].values()))[0].values),
+            p.budget,
         )
         for p in problems
         if parallel.get(p.name)
