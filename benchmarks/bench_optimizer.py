@@ -475,13 +475,18 @@ def parallel_row(problem: Problem, arm: str, seq: Sequence[Run], par: Sequence[R
     early = summarise(seq, optimum, budget - (PARALLEL_WORKERS - 1))
     s4 = summarise(par, optimum, budget)
     ratio = s4["median"] / s1["median"] if s1["median"] > 0 else math.inf
+    # One worker may reach its final median before the budget (a peer that stops
+    # improving), so both counts are read off the median curves.
+    alone = evaluations_to_reach(seq, optimum, s1["median"]) or budget
     reach = evaluations_to_reach(par, optimum, s1["median"])
     if reach is None:
-        reached = f"not in {len(par[0].values)} | —"
+        reached = f"{alone} / not in {len(par[0].values)} | —"
     else:
-        # With evaluations that each take one worker the same time, 4 workers finish
-        # `reach` evaluations in reach / 4 evaluation times, one worker `budget` in budget.
-        reached = f"{reach} ({reach / budget:.2f}x) | {PARALLEL_WORKERS * budget / reach:.1f}x"
+        # With evaluations that each take one worker the same time, one worker finishes
+        # its `alone` evaluations after `alone` evaluation times; 4 workers finish their
+        # first `reach` after ceil(reach / 4).
+        sooner = alone / math.ceil(reach / PARALLEL_WORKERS)
+        reached = f"{alone} / {reach} ({reach / alone:.2f}x) | {sooner:.1f}x"
     return (
         f"| {problem.name} ({budget}) | {arm} | {fmt(s1['median'])} [{fmt(s1['q1'])}, "
         f"{fmt(s1['q3'])}] | {fmt(early['median'])} [{fmt(early['q1'])}, {fmt(early['q3'])}] | "
@@ -707,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     parallel_lines = [
         f"| problem (budget) | arm | 1 worker | 1 worker, {PARALLEL_WORKERS - 1} evaluations "
         f"fewer | {PARALLEL_WORKERS} workers | {PARALLEL_WORKERS} workers / 1, medians | "
-        f"{PARALLEL_WORKERS} workers reach 1 worker's median at (evaluations) | "
+        f"evaluations to 1 worker's median, 1 / {PARALLEL_WORKERS} workers | "
         f"time to that regret, 1 worker / {PARALLEL_WORKERS} | "
         f"latency p50, 1 / {PARALLEL_WORKERS} workers (s) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -791,10 +796,12 @@ def main(argv: list[str] | None = None) -> int:
             f"is the sequential run {PARALLEL_WORKERS - 1} evaluations before the budget, which "
             f"is as many results as the parallel run's last suggestion had seen. The parallel "
             f"runs go on to {PARALLEL_EXTENSION}x the budget: the next column is the first "
-            f"evaluation count at which their median regret is at or below one worker's at "
-            f"the budget, and the one after it how much sooner {PARALLEL_WORKERS} workers get "
-            f"there in wall-clock time when every evaluation takes a worker the same time "
-            f"({PARALLEL_WORKERS} x budget / that count).\n\n"
+            f"evaluation count at which the median regret over seeds is at or below one "
+            f"worker's at the budget, for 1 and for {PARALLEL_WORKERS} workers, and the one "
+            f"after it how much sooner {PARALLEL_WORKERS} workers get there in wall-clock "
+            f"time when every evaluation takes a worker the same time (n1 evaluation times "
+            f"for one worker, ceil(n{PARALLEL_WORKERS} / {PARALLEL_WORKERS}) for "
+            f"{PARALLEL_WORKERS}).\n\n"
             f"{parallel_table}\n"
             if parallel
             else ""

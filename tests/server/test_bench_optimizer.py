@@ -51,7 +51,16 @@ def test_parallel_row_says_when_four_workers_reach_one_workers_regret() -> None:
     ]
     row = bench_optimizer.parallel_row(problem, "arm", seq, par)
     # Regret 1.0 after 4 evaluations alone; 4 workers get there at 6 (1.5x the
-    # evaluations, in 6/4 evaluation times instead of 4: 2.7x sooner).
-    assert "| 6 (1.50x) | 2.7x |" in row
+    # evaluations, in ceil(6/4) = 2 evaluation times instead of 4: 2.0x sooner).
+    assert "| 4 / 6 (1.50x) | 2.0x |" in row
     never = [bench_optimizer.Run(values=[4.0] * 8, latencies=[0.2] * 8)]
-    assert "| not in 8 | — |" in bench_optimizer.parallel_row(problem, "arm", seq, never)
+    assert "| 4 / not in 8 | — |" in bench_optimizer.parallel_row(problem, "arm", seq, never)
+
+
+def test_parallel_row_times_one_worker_by_when_it_reached_its_median() -> None:
+    # One worker stops improving after 2 of its 8 evaluations; 4 workers get there at 4:
+    # one evaluation time against two, not against the whole budget of 8.
+    problem = bench_optimizer.Problem("toy", [], lambda p: 0.0, lambda: 0.0, 8)
+    seq = [bench_optimizer.Run(values=[3.0, 1.0] + [2.0] * 6, latencies=[0.1] * 8)]
+    par = [bench_optimizer.Run(values=[3.0, 2.0, 2.0, 1.0] + [2.0] * 12, latencies=[0.1] * 16)]
+    assert "| 2 / 4 (2.00x) | 2.0x |" in bench_optimizer.parallel_row(problem, "arm", seq, par)
