@@ -1,7 +1,7 @@
 """Does tunewire's GP find better configurations in fewer trials than Optuna and Ax, and
 stay fast while doing it?
 
-    python -m benchmarks.bench_optimizer            # the full run (about 50 minutes)
+    python -m benchmarks.bench_optimizer            # the full run (26 minutes here on 11-30)
     python -m benchmarks.bench_optimizer --quick    # a smoke run (under a minute)
 
 Four problems (Branin, Hartmann6, a mixed integer/categorical Hartmann6, a conditional
