@@ -291,23 +291,20 @@ def real(seeds: int, trials: int, epochs: int) -> str:
             records = run_real_policy(
                 TUNEWIRE_POLICIES[policy_name], seed, trials, epochs, algorithm
             )
-            cpu = float(records.pop(0))  # type: ignore[arg-type]
+            cpu = float(records.pop(0))
             done = [
                 t for t in records.values() if t.final_metrics and "val_loss" in t.final_metrics
             ]
             if label == "random, none":
-                truth = {t.id: t.final_metrics["val_loss"] for t in done}  # type: ignore[index]
+                truth = {t.id: t.final_metrics["val_loss"] for t in done}
             top5 = sorted(truth, key=truth.__getitem__)[:5] if algorithm == "random" else []
-            best = min(done, key=lambda t: t.final_metrics["val_loss"])  # type: ignore[index]
+            best = min(done, key=lambda t: t.final_metrics["val_loss"])
             result = {
-                "epochs": sum(t.final_metrics.get("epochs_trained", 0) for t in done),  # type: ignore[union-attr]
+                "epochs": sum(t.final_metrics.get("epochs_trained", 0) for t in done),
                 "cpu_seconds": cpu,
-                "best_val_loss": best.final_metrics["val_loss"],  # type: ignore[index]
-                "test_accuracy": best.final_metrics.get("test_accuracy", float("nan")),  # type: ignore[union-attr]
-                "best_test_accuracy": max(
-                    t.final_metrics.get("test_accuracy", 0.0)  # type: ignore[union-attr]
-                    for t in done
-                ),
+                "best_val_loss": best.final_metrics["val_loss"],
+                "test_accuracy": best.final_metrics.get("test_accuracy", float("nan")),
+                "best_test_accuracy": max(t.final_metrics.get("test_accuracy", 0.0) for t in done),
                 "top5_stopped": sum(1 for i in top5 if records[i].state == "stopped_early"),
             }
             for key, value in result.items():
@@ -362,19 +359,20 @@ def _tunewire_report_ms(n: int, steps: int, policy: dict[str, Any], tmp: Path) -
     from benchmarks.common import free_port, start_server_process
     from tunewire.client import TuningClient
     from tunewire.client.spec import spec_from_dict
-    from tunewire.server.convert import spec_from_pb
-    from tunewire.server.service import TuningService
-    from tunewire.server.storage.sql import Storage
+    from tunewire.server.api.convert import spec_from_pb
+    from tunewire.server.service.access import StudyAccess
+    from tunewire.server.service.studies import StudyService
+    from tunewire.server.storage.sql import SqlStorage
 
     db = tmp / f"cost-{uuid.uuid4().hex[:8]}.db"
-    storage = Storage(f"sqlite:///{db}")
+    storage = SqlStorage(f"sqlite:///{db}")
     spec = {
         "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
         "metrics": [{"name": "loss", "goal": "minimize"}],
         "algorithm": "random",
         "early_stopping": policy,
     }
-    TuningService(storage).create_study("cost", spec_from_pb(spec_from_dict(spec)))
+    StudyService(StudyAccess(storage)).create("cost", spec_from_pb(spec_from_dict(spec)))
     storage.dispose()
     now = time.time()
     con = sqlite3.connect(db)

@@ -1,4 +1,5 @@
-"""The `tunewire` command line: serve, study, trial, train, demo.
+"""The `tunewire` command line: the client commands (study, trial), and the commands other
+parts register as entry points (serve, train, demo), loaded only when run.
 
 Client commands read --server/--token/--tls-ca or TUNEWIRE_SERVER/TUNEWIRE_TOKEN/
 TUNEWIRE_TLS_CA; `serve` reads its flags or TUNEWIRE_<FLAG> (see README).
@@ -13,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
+from importlib.metadata import entry_points
 from typing import Any
 
 from tunewire.client.client import TrialRecord, TunewireClientError, TuningClient
@@ -89,20 +90,6 @@ def _trial_line(t: TrialRecord) -> str:
     return f"  #{t.id:<4} {t.state:<13} {metrics:<40} {_format_params(t.params)}{extra}"
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from tunewire.server.app import ServerSettings, serve
-    from tunewire.server.logs import configure_logging
-
-    settings = ServerSettings.from_env()
-    for f in fields(ServerSettings):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            setattr(settings, f.name, value)
-    configure_logging(settings.log_format)
-    serve(settings)
-    return 0
-
-
 def cmd_study(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.action == "create":
@@ -176,24 +163,25 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tunewire.server.app import ServerSettings
+# Commands that other parts of tunewire register under the `tunewire.commands` entry
+# points (the server, the trainer), with the help shown here without importing them.
+PLUGIN_HELP = {
+    "serve": "run the suggestion server (see `tunewire serve --help`)",
+    "train": "run trainer workers (see `tunewire train --help`)",
+    "demo": "the main job: a local server and two trainers tune an MLP on digits",
+}
 
+
+def plugin_commands() -> dict[str, Any]:
+    """The registered commands by name (entry points of group `tunewire.commands`)."""
+    return {ep.name: ep for ep in entry_points(group="tunewire.commands")}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunewire", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the suggestion server")
-    for f in fields(ServerSettings):
-        flag = "--" + f.name.replace("_", "-")
-        kind = int if f.type in ("int", int) else str
-        serve.add_argument(
-            flag,
-            type=kind,
-            default=None,
-            help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
-            f"TUNEWIRE_{f.name.upper()})",
-        )
-    serve.set_defaults(func=cmd_serve)
+    for name in sorted(plugin_commands()):
+        sub.add_parser(name, help=PLUGIN_HELP.get(name, f"the {name} command"), add_help=False)
 
     study = sub.add_parser("study", help="create, list, show, export studies")
     actions = study.add_subparsers(dest="action", required=True)
@@ -235,27 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_flags(tl)
     trial.set_defaults(func=cmd_trial)
 
-    sub.add_parser(
-        "train", help="run trainer workers (see `tunewire train --help`)", add_help=False
-    )
-    sub.add_parser(
-        "demo",
-        help="the main job: a local server and two trainers tune an MLP on digits",
-        add_help=False,
-    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from tunewire.trainer.cli import main as train_main
-
-        return train_main(argv[1:])
-    if argv and argv[0] == "demo":
-        from tunewire.trainer.main_job import main as demo_main
-
-        return demo_main(argv[1:])
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:
+        command_main = plugins[argv[0]].load()
+        return int(command_main(argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -19,14 +19,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
-from tunewire.client.spec import load_spec_file, spec_from_dict, value_from_pb, value_to_pb
+from tunewire.client.heartbeat import Heartbeat
+from tunewire.client.records import (
+    STATE_VALUES,
+    TrialRecord,
+    TunewireClientError,
+    params_from_pb,
+    record_from_pb,
+)
+from tunewire.client.spec import load_spec_file, spec_from_dict, value_to_pb
 from tunewire.v1 import study_pb2 as pb
 from tunewire.v1 import tuning_service_pb2 as api
 from tunewire.v1 import tuning_service_pb2_grpc as api_grpc
@@ -37,61 +44,6 @@ R = TypeVar("R")
 # Codes worth another try: the server or network was briefly away. Every RPC of the API
 # is safe to repeat (reports are idempotent by step, completion by outcome).
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-
-STATE_NAMES = {v: k.removeprefix("TRIAL_STATE_").lower() for k, v in pb.TrialState.items()}
-STATE_VALUES = {v: k for k, v in STATE_NAMES.items()}
-
-
-class TunewireClientError(Exception):
-    """A call failed; `code` is the gRPC status code and the message says what to fix."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, method: str) -> None:
-        super().__init__(f"{method}: {code.name}: {message}")
-        self.code = code
-        self.details = message
-
-
-@dataclass
-class TrialRecord:
-    """A trial as read back from the server (lists, best trials)."""
-
-    id: int
-    params: dict[str, Any]
-    state: str
-    final_metrics: dict[str, float] | None
-    measurements: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    reason: str = ""
-    worker_id: str = ""
-    stopped_at_step: int | None = None
-    stop_rule: str = ""
-    source: str = ""
-    retry_of: int = 0
-    start_time: float = 0.0
-    end_time: float = 0.0
-
-
-def params_from_pb(trial: pb.Trial) -> dict[str, Any]:
-    return {k: value_from_pb(v) for k, v in sorted(trial.parameters.items())}
-
-
-def record_from_pb(t: pb.Trial) -> TrialRecord:
-    return TrialRecord(
-        id=t.id,
-        params=params_from_pb(t),
-        state=STATE_NAMES.get(t.state, "unknown"),
-        final_metrics=dict(t.final_measurement.metrics)
-        if t.HasField("final_measurement")
-        else None,
-        measurements=[(m.step, dict(m.metrics)) for m in t.measurements],
-        reason=t.reason,
-        worker_id=t.worker_id,
-        stopped_at_step=t.stop_decision.step if t.HasField("stop_decision") else None,
-        stop_rule=t.stop_decision.rule if t.HasField("stop_decision") else "",
-        source=pb.TrialSource.Name(t.source).removeprefix("TRIAL_SOURCE_").lower(),
-        retry_of=t.retry_of,
-        start_time=t.start_time.ToNanoseconds() / 1e9 if t.HasField("start_time") else 0.0,
-        end_time=t.end_time.ToNanoseconds() / 1e9 if t.HasField("end_time") else 0.0,
-    )
 
 
 def default_worker_id() -> str:
@@ -446,35 +398,3 @@ class Trial:
             return
         if self._reported:
             self.complete()
-
-
-class Heartbeat:
-    """Background lease renewal for one trial (see Trial.heartbeat)."""
-
-    def __init__(self, trial: Trial, interval: float) -> None:
-        self.trial = trial
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.id}", daemon=True)
-        self.error: TunewireClientError | None = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self.trial.finished:
-                return
-            try:
-                self.trial.heartbeat_once()
-            except TunewireClientError as exc:
-                # A finished or lost trial cannot be renewed; the training loop learns of
-                # it at its next report. Keep the error for the caller to inspect.
-                self.error = exc
-                log.warning("heartbeat of trial %d failed: %s", self.trial.id, exc)
-                return
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)

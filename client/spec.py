@@ -71,7 +71,7 @@ def value_from_pb(value: pb.ParameterValue) -> float | int | str:
     return getattr(value, kind) if kind else 0.0
 
 
-def _scale(raw: Mapping[str, Any], name: str) -> int:
+def _scale(raw: Mapping[str, Any], name: str) -> pb.Scale:
     scale = str(raw.get("scale", "linear")).lower()
     if scale not in ("linear", "log"):
         raise SpecError(f"parameter {name!r}: scale must be 'linear' or 'log'")

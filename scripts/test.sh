@@ -9,5 +9,5 @@ bash scripts/install.sh dev
 bash protos/generate.sh --check
 (cd protos && buf lint)
 ruff check server client trainer tests benchmarks
-mypy server client trainer
+bash scripts/typecheck.sh
 python -m pytest "$@"

@@ -1,16 +1,17 @@
-"""Builds and runs the gRPC server: servicer, auth, health, reflection, TLS, metrics."""
+"""The composition root: builds the service for a database (choosing, once, where calls
+run and how suggestions are driven) and runs it as a gRPC server with auth, health,
+reflection, TLS and metrics."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from concurrent import futures
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,95 +20,51 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tunewire.server.algorithms import get_algorithm
-from tunewire.server.service import TuningService
-from tunewire.server.servicer import AsyncTuningServicer
-from tunewire.server.storage.sql import Storage, default_storage_url
-from tunewire.server.study import ALGORITHMS
+from tunewire.server.api.interceptors import MetricsInterceptor, TokenAuthInterceptor
+from tunewire.server.api.servicer import TuningServicer
+from tunewire.server.domain.study import ALGORITHMS
+from tunewire.server.service.access import StudyAccess
+from tunewire.server.service.placement import CallPlacement, InlineLightCalls, PooledCalls
+from tunewire.server.service.stopping import StopDecisions
+from tunewire.server.service.studies import StudyService
+from tunewire.server.service.suggest import (
+    CombiningSuggest,
+    OptimisticSuggest,
+    Suggestions,
+    SuggestStrategy,
+)
+from tunewire.server.service.trials import TrialService
+from tunewire.server.service.tuning import TuningService
+from tunewire.server.settings import ServerSettings
+from tunewire.server.storage.base import Storage
+from tunewire.server.storage.sql import SqlStorage, default_storage_url
 from tunewire.v1 import tuning_service_pb2, tuning_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE_NAME = tuning_service_pb2.DESCRIPTOR.services_by_name["TuningService"].full_name
-# Calls that never need a token: load balancers and orchestrators probe these.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-@dataclass
-class ServerSettings:
-    """Server configuration; every field can be set by a flag or a TUNEWIRE_* variable."""
-
-    host: str = field(default="0.0.0.0", metadata={"help": "address to listen on"})
-    port: int = field(default=50051, metadata={"help": "gRPC port (0 = any free port)"})
-    storage: str = field(
-        default="", metadata={"help": "database URL (default: sqlite file ./tunewire.db)"}
-    )
-    tls_cert: str = field(default="", metadata={"help": "PEM certificate file (enables TLS)"})
-    tls_key: str = field(default="", metadata={"help": "PEM private key file"})
-    token: str = field(default="", metadata={"help": "bearer token clients must send"})
-    threads: int = field(
-        default=32, metadata={"help": "threads for calls that do not run on the event loop"}
-    )
-    metrics_port: int = field(
-        default=0, metadata={"help": "Prometheus metrics HTTP port (0 = off)"}
-    )
-    max_message_bytes: int = field(
-        default=4 * 1024 * 1024, metadata={"help": "largest request accepted"}
-    )
-    log_format: str = field(default="text", metadata={"help": "log lines: text or json"})
-    torch_threads: int = field(
-        default=0,
-        metadata={"help": "torch threads for model fitting (0 = torch's default: all cores)"},
-    )
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ServerSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"TUNEWIRE_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = int(raw) if f.type in ("int", int) else raw
-        return cls(**values)
-
-
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` on every call but health and reflection."""
-
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
-    ) -> Any:
-        if details.method.startswith(OPEN_PREFIXES):
-            return await continuation(details)
-        sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        if isinstance(sent, str):
-            sent = sent.encode()
-        if hmac.compare_digest(sent, self._expected):
-            return await continuation(details)
-        handler = await continuation(details)
-        message = (
-            "missing bearer token: send metadata 'authorization: Bearer <token>'"
-            if not sent
-            else "invalid bearer token"
-        )
-
-        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-        if handler is None or handler.request_streaming or handler.response_streaming:
-
-            async def deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-            return grpc.stream_stream_rpc_method_handler(deny_stream)
-        return grpc.unary_unary_rpc_method_handler(
-            deny,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def compose_service(
+    storage: Storage, executor: futures.Executor, clock: Callable[[], float] = time.time
+) -> TuningService:
+    """The service over `storage`. SQLite (one writer for the whole file): light calls on
+    the event loop and optimistic suggestions around the algorithm; PostgreSQL: every
+    call in the thread pool and concurrent suggestions combined."""
+    access = StudyAccess(storage, clock)
+    suggestions = Suggestions(access)
+    calls: CallPlacement
+    suggest: SuggestStrategy
+    if storage.single_writer:
+        calls = InlineLightCalls(executor)
+        suggest = OptimisticSuggest(suggestions, calls)
+    else:
+        calls = PooledCalls(executor)
+        suggest = CombiningSuggest(suggestions, calls)
+    studies = StudyService(access)
+    trials = TrialService(access, StopDecisions(access))
+    return TuningService(studies, trials, suggest, calls)
 
 
 class _EventLoopThread:
@@ -130,9 +87,15 @@ class _EventLoopThread:
 class Server:
     """A started grpc.aio server, driven from ordinary threads."""
 
-    def __init__(self, aio_server: grpc.aio.Server, executor: futures.ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        aio_server: grpc.aio.Server,
+        executor: futures.ThreadPoolExecutor,
+        service: TuningService,
+    ) -> None:
         self._server = aio_server
         self._executor = executor
+        self.service = service
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Stops accepting calls, lets running ones finish for up to `grace` seconds."""
@@ -158,11 +121,31 @@ def build_server(settings: ServerSettings, storage: Storage) -> tuple[Server, in
 
 
 async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, int]:
+    # Each pool thread, and with SQLite the event loop (where its short write transactions
+    # run one after another), keeps one connection for its write transactions.
+    def init_rpc_thread() -> None:
+        storage.keep_connection_on_this_thread()
+        if settings.torch_threads > 0:
+            # The pool threads compute the suggestions, and OpenMP keeps its thread count
+            # per thread: set in the main thread only, each pool thread's first GP kernel
+            # would start a team of one spinning thread per core.
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+
+    executor = futures.ThreadPoolExecutor(
+        max_workers=settings.threads, thread_name_prefix="rpc", initializer=init_rpc_thread
+    )
+    if storage.single_writer:
+        storage.keep_connection_on_this_thread()
+    service = compose_service(storage, executor)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.metrics_port:
-        from tunewire.server.metrics import MetricsInterceptor, start_metrics_server
+        from tunewire.server.api.metrics import start_metrics_server
 
-        start_metrics_server(settings.metrics_port, storage)
+        start_metrics_server(
+            settings.metrics_port, settings.metrics_host, storage.url, service.studies
+        )
         interceptors.append(MetricsInterceptor())
     if settings.token:
         interceptors.append(TokenAuthInterceptor(settings.token))
@@ -174,29 +157,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
             ("grpc.so_reuseport", 0),
         ],
     )
-
-    # Each pool thread, and with SQLite the event loop (where its short write transactions
-    # run one after another), keeps one connection for its write transactions.
-    def init_rpc_thread() -> None:
-        storage.keep_connection_on_this_thread()
-        if settings.torch_threads > 0:
-            # The pool threads compute the suggestions, and OpenMP keeps its thread count
-            # per thread: set in the main thread only, it left each pool thread's first GP
-            # kernel (torch.cdist) starting a team of one thread per core, whose spinning
-            # doubled a suggestion's CPU (benchmarks/RESULTS.md, bench_trainers 11-30).
-            import torch
-
-            torch.set_num_threads(settings.torch_threads)
-
-    executor = futures.ThreadPoolExecutor(
-        max_workers=settings.threads, thread_name_prefix="rpc", initializer=init_rpc_thread
-    )
-    if storage.single_writer:
-        storage.keep_connection_on_this_thread()
-    tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(
-        AsyncTuningServicer(TuningService(storage), executor, inline_ok=storage.single_writer),
-        server,
-    )
+    tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(TuningServicer(service), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -216,6 +177,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
         else:
             port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc.aio raises where grpc.server returned 0
+        executor.shutdown(wait=False)
         raise OSError(f"cannot listen on {address}: {exc}") from None
     except BaseException:
         executor.shutdown(wait=False)
@@ -224,12 +186,12 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
         executor.shutdown(wait=False)
         raise OSError(f"cannot listen on {address}")
     await server.start()
-    return Server(server, executor), port
+    return Server(server, executor, service), port
 
 
 @dataclass
 class RunningServer:
-    """A server running in this process (tests, benchmarks, the demo)."""
+    """A server running in this process (tests, benchmarks)."""
 
     server: Server
     storage: Storage
@@ -267,14 +229,14 @@ def run_in_background(
         threads=threads,
         metrics_port=metrics_port,
     )
-    storage = Storage(settings.storage or default_storage_url())
+    storage = SqlStorage(settings.storage or default_storage_url())
     server, bound = build_server(settings, storage)
     return RunningServer(server, storage, bound, "127.0.0.1" if host in ("0.0.0.0", "") else host)
 
 
 def serve(settings: ServerSettings) -> None:
     """Runs until SIGINT/SIGTERM; then stops accepting calls and lets running ones finish."""
-    storage = Storage(settings.storage or default_storage_url())
+    storage = SqlStorage(settings.storage or default_storage_url())
     server, port = build_server(settings, storage)
     safe_url = storage.engine.url.render_as_string(hide_password=True)
     log.info(

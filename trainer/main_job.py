@@ -7,11 +7,10 @@ Everything runs on this machine; it takes a few minutes on two CPU cores.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from tunewire.client import TuningClient
 from tunewire.trainer.cli import configure_logging, run_processes
@@ -43,10 +42,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class LocalServer:
+    """`tunewire serve` in a child process on a free loopback port, logging to a file."""
+
+    def __init__(self, database: Path, log: Path) -> None:
+        self.log = log
+        with log.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tunewire.server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--storage",
+                    f"sqlite:///{database.resolve()}",
+                    # The server shares the cores with the workers: its GP fits are too
+                    # small to gain from more torch threads, and idle-spinning ones take
+                    # CPU from training.
+                    "--torch-threads",
+                    "1",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "tunewire server listening on HOST:PORT"
+        if not line.startswith("tunewire server listening on"):
+            self.process.wait(timeout=30)
+            raise RuntimeError(f"the server did not start; its log:\n{log.read_text()[-2000:]}")
+        self.target = line.rsplit(" ", 1)[-1].strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the demo; returns the exit code (non-zero when no trial finished)."""
-    from tunewire.server.app import run_in_background  # the demo hosts its own server
-
     args = build_parser().parse_args(argv)
     if args.trials < 1 or args.workers < 1:
         print("tunewire demo: --trials and --workers must be >= 1", file=sys.stderr)
@@ -55,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "demo.db"
-    # The server shares the cores with the workers: its GP fits are too small to gain from
-    # more torch threads, and idle-spinning ones take CPU from training (bench_trainers).
-    torch.set_num_threads(1)
-    server = run_in_background(storage_url=f"sqlite:///{database.resolve()}")
+    try:
+        server = LocalServer(database, folder / "server.log")
+    except (OSError, RuntimeError) as exc:
+        print(f"tunewire demo: {exc}", file=sys.stderr)
+        return 1
     # A new study per run: a rerun must not find the previous run's finished study.
     study = f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = BUILTIN_TASKS[TASK].default_spec()

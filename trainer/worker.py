@@ -11,20 +11,15 @@ client) for `server_wait_s` before the worker gives up with a clear message.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
-import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
-import yaml
 
 from tunewire.client import Trial, TunewireClientError, TuningClient
 from tunewire.trainer.devices import (
@@ -42,7 +37,9 @@ from tunewire.trainer.errors import (
 )
 from tunewire.trainer.progress import make_progress
 from tunewire.trainer.reporter import Metrics, Reporter, TrainFunction
-from tunewire.trainer.tasks import DEFAULT_TASK, BuiltinTask, load_task
+from tunewire.trainer.signals import SignalGuard
+from tunewire.trainer.study_setup import ensure_study
+from tunewire.trainer.tasks import DEFAULT_TASK, load_task
 
 log = logging.getLogger("tunewire.trainer")
 
@@ -147,34 +144,6 @@ def format_metrics(metrics: Mapping[str, float], names: tuple[str, ...] = ()) ->
 KEY_METRICS = ("val_loss", "test_accuracy", "test_rmse", "epochs_trained", "train_seconds")
 
 
-class _SignalGuard:
-    """Turns the first SIGINT/SIGTERM into WorkerInterrupted in the main thread (so that
-    training stops at once and the trial can be handed back); later ones are only logged so
-    that the hand-back itself is not interrupted."""
-
-    def __init__(self) -> None:
-        self.fired: str = ""
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.fired:
-            log.warning("%s again: already stopping", name)
-            return
-        self.fired = name
-        raise WorkerInterrupted(name)
-
-    def __enter__(self) -> _SignalGuard:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def default_worker_id(device: torch.device, index: int = 0) -> str:
     """host:device:pid — unique per process, so two workers on one host never share the
     server's lease on a trial."""
@@ -182,54 +151,6 @@ def default_worker_id(device: torch.device, index: int = 0) -> str:
 
     label = f"{device.type}{device.index if device.index is not None else index}"
     return f"{socket.gethostname()}:{label}:{os.getpid()}"
-
-
-def load_spec(path: str) -> dict[str, Any]:
-    """Reads a YAML (or JSON, a subset of YAML) study spec file."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise TaskLoadError(f"--space {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise TaskLoadError(f"--space {path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or "parameters" not in raw:
-        raise TaskLoadError(f"--space {path}: expected a mapping with 'parameters' and 'metrics'")
-    return raw
-
-
-def ensure_study(client: TuningClient, settings: WorkerSettings, task: TrainFunction) -> None:
-    """Creates the study when asked (idempotent) and checks that the task can train it.
-
-    Raises:
-        TaskLoadError, TaskParameterError: a spec the task cannot train.
-        TunewireClientError: the server refused (the message says why).
-    """
-    spec: dict[str, Any] | None = None
-    if settings.space:
-        spec = load_spec(settings.space)
-    elif isinstance(task, BuiltinTask):
-        spec = task.default_spec()
-    if isinstance(task, BuiltinTask) and spec is not None:
-        task.check_spec(spec)
-    if settings.create_study and spec is not None:
-        try:
-            client.create_study(settings.study, spec)
-        except TunewireClientError as exc:
-            if exc.code.name != "ALREADY_EXISTS":
-                raise
-            level = logging.WARNING if settings.space else logging.INFO
-            log.log(level, "study %r exists with another spec; joining it as it is", settings.study)
-    try:
-        study = client.get_study(settings.study)
-    except TunewireClientError as exc:
-        if exc.code.name == "NOT_FOUND":
-            raise TaskLoadError(
-                f"study {settings.study!r} does not exist on {settings.server}: create it "
-                "(tunewire study create) or pass --space FILE.yaml"
-            ) from None
-        raise
-    if isinstance(task, BuiltinTask):
-        task.check_spec({"parameters": [{"name": p.name} for p in study.spec.parameters]})
 
 
 class Worker:
@@ -258,7 +179,7 @@ class Worker:
         error; never raises for those, the summary's exit_code and message say what ended it."""
         started = time.perf_counter()
         try:
-            with _SignalGuard():
+            with SignalGuard():
                 self._run()
         except WorkerInterrupted as exc:
             self.summary.message = f"stopped by {exc}"
@@ -284,7 +205,7 @@ class Worker:
         if settings.amp and self.device.type != "cuda":
             log.warning("--amp only applies on CUDA; training in float32 on %s", self.device)
         task = load_task(settings.task)
-        ensure_study(self.client, settings, task)
+        ensure_study(self.client, settings.study, settings.space, settings.create_study, task)
         objective = self.client.primary_metric(settings.study)
         self.summary.objective = objective
         log.info(

@@ -1,4 +1,5 @@
-"""The algorithm interface the service calls inside a SuggestTrials request."""
+"""The algorithm interface the service calls inside a SuggestTrials request, and what
+every algorithm shares: the request it gets and its seeding."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from tunewire.server.space import Params
-from tunewire.server.study import StudySpec, TrialState
+from tunewire.server.domain.space import Params
+from tunewire.server.domain.study import StudySpec, TrialState
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,20 @@ class Algorithm(Protocol):
     Returning fewer than asked means the algorithm has nothing more to offer (e.g. a
     finished grid); the study then completes once its running trials finish.
 
-    `uses_history = False` lets the service skip loading the study's trials (random and
-    Sobol search only need `trial_index`), which keeps large studies cheap.
-    `combine_asks = False` (default True) keeps the service from answering several
-    workers' concurrent requests with one call of `count` suggestions: for an algorithm
-    whose batch costs more than as many single suggestions (a jointly optimised GP batch).
+    Attributes:
+        uses_history: False lets the service skip loading the study's trials (random and
+            Sobol search only need `trial_index`), which keeps large studies cheap.
+        combine_asks: False keeps the service from answering several workers'
+            concurrent requests with one call of `count` suggestions: for an algorithm
+            whose batch costs more than as many single suggestions (a jointly optimised
+            GP batch).
     """
 
-    uses_history: bool
+    @property
+    def uses_history(self) -> bool: ...
+
+    @property
+    def combine_asks(self) -> bool: ...
 
     def suggest(self, request: SuggestRequest) -> list[Params]: ...
 
@@ -63,21 +70,3 @@ def derived_seed(seed: int, *parts: int) -> int:
 
 def rng_for(request: SuggestRequest) -> np.random.Generator:
     return np.random.default_rng(derived_seed(request.spec.seed, request.trial_index))
-
-
-def get_algorithm(name: str) -> Algorithm:
-    """The algorithm of that name (validated by StudySpec)."""
-    from tunewire.server.algorithms.grid import GridSearch
-    from tunewire.server.algorithms.random_search import RandomSearch, SobolSearch
-
-    if name == "random":
-        return RandomSearch()
-    if name == "sobol":
-        return SobolSearch()
-    if name == "grid":
-        return GridSearch()
-    if name == "gp":
-        from tunewire.server.algorithms.gp import GaussianProcessSearch
-
-        return GaussianProcessSearch()
-    raise ValueError(f"unknown algorithm {name!r}")

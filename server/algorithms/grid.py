@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import numpy as np
 
 from tunewire.server.algorithms.base import SuggestRequest
-from tunewire.server.space import ParameterKind, ParameterSpec, Params, ParamValue, SearchSpace
+from tunewire.server.domain.space import (
+    ParameterKind,
+    ParameterSpec,
+    Params,
+    ParamValue,
+    SearchSpace,
+)
 
 
 def grid_values(spec: ParameterSpec, resolution: int) -> list[ParamValue]:
@@ -59,7 +65,10 @@ def _key(params: Params) -> tuple[tuple[str, ParamValue], ...]:
 
 
 class GridSearch:
+    """Every grid point once, in a fixed order, skipping those tried or pending."""
+
     uses_history = True
+    combine_asks = True
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         seen = {_key(o.params) for o in request.observations}

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tunewire.server.algorithms.base import Observation
-from tunewire.server.algorithms.gp_model import metric_values
-from tunewire.server.study import Goal, StudySpec
+from tunewire.server.algorithms.gp.model import metric_values
+from tunewire.server.domain.study import Goal, StudySpec
 
 
 def pareto_front(spec: StudySpec, observations: Sequence[Observation]) -> list[int]:

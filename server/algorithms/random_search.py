@@ -8,14 +8,15 @@ import numpy as np
 from scipy.stats import qmc
 
 from tunewire.server.algorithms.base import SuggestRequest, derived_seed, rng_for
-from tunewire.server.encoding import decode_unit
-from tunewire.server.space import Params
+from tunewire.server.algorithms.encoding import decode_unit
+from tunewire.server.domain.space import Params
 
 
 class RandomSearch:
     """Independent uniform draws in the unit cube (log scales are uniform in the log)."""
 
     uses_history = False
+    combine_asks = True
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         rng = rng_for(request)
@@ -39,6 +40,7 @@ class SobolSearch:
     """The scrambled Sobol sequence: point i goes to the study's i-th created trial."""
 
     uses_history = False
+    combine_asks = True
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         space = request.spec.space

@@ -1,1 +1,2 @@
-"""Storage of studies, trials and measurements in SQLite or PostgreSQL (SQLAlchemy)."""
+"""Storage of studies, trials and measurements: the `Storage`/`StudyStore` protocols
+(base.py) and their SQL implementation for SQLite and PostgreSQL (sql/)."""

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.server.test_security import _self_signed
+from tests.server.api.test_security import _self_signed
 from tunewire.server.app import run_in_background
 
 HEALTHCHECK = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "healthcheck.py"

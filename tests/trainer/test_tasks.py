@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunewire.server.study import StudySpec
+from tunewire.server.domain.study import StudySpec
 from tunewire.trainer.devices import DeviceError, parse_devices, resolve_device
 from tunewire.trainer.errors import TaskLoadError, TaskParameterError
 from tunewire.trainer.progress import BarProgress

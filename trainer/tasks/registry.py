@@ -137,7 +137,7 @@ def _import_user_function(text: str) -> TrainFunction:
     function = getattr(module, function_name, None)
     if function is None or not callable(function):
         raise TaskLoadError(f"--task {text!r}: {module_name!r} has no function {function_name!r}")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def load_task(text: str) -> TrainFunction:

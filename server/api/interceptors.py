@@ -1,0 +1,108 @@
+"""Server interceptors: bearer-token auth on every call but health and reflection, and
+Prometheus counts and latencies of every RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+# Calls that never need a token: load balancers and orchestrators probe these.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+RPCS = Counter("tunewire_rpc_total", "RPCs handled, by method and status code", ["method", "code"])
+RPC_SECONDS = Histogram(
+    "tunewire_rpc_seconds",
+    "RPC handling time in seconds, by method",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SUGGEST_SECONDS = Histogram(
+    "tunewire_suggestion_seconds",
+    "SuggestTrials handling time (including the algorithm), in seconds",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on every call but health and reflection."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        if details.method.startswith(OPEN_PREFIXES):
+            return await continuation(details)
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        if isinstance(sent, str):
+            sent = sent.encode()
+        if hmac.compare_digest(sent, self._expected):
+            return await continuation(details)
+        handler = await continuation(details)
+        message = (
+            "missing bearer token: send metadata 'authorization: Bearer <token>'"
+            if not sent
+            else "invalid bearer token"
+        )
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        if handler is None or handler.request_streaming or handler.response_streaming:
+
+            async def deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+            return grpc.stream_stream_rpc_method_handler(deny_stream)
+        return grpc.unary_unary_rpc_method_handler(
+            deny,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times unary RPCs; the status code comes from the servicer context."""
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except asyncio.CancelledError:  # the client went away or its deadline passed
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                status = context.code()
+                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                elapsed = time.perf_counter() - start
+                RPCS.labels(method, code).inc()
+                RPC_SECONDS.labels(method).observe(elapsed)
+                if method == "SuggestTrials":
+                    SUGGEST_SECONDS.observe(elapsed)
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

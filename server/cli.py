@@ -1,0 +1,42 @@
+"""`tunewire serve`: runs the server with flags from `ServerSettings` (each also a
+TUNEWIRE_<FIELD> variable). Registered as the `serve` command of the `tunewire` program."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+HELP = "run the suggestion server"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tunewire.server.settings import ServerSettings
+
+    parser = argparse.ArgumentParser(prog="tunewire serve", description=HELP)
+    for f in fields(ServerSettings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = int if f.type in ("int", int) else str
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
+            f"TUNEWIRE_{f.name.upper()})",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tunewire.server.app import serve
+    from tunewire.server.logs import configure_logging
+    from tunewire.server.settings import ServerSettings
+
+    args = build_parser().parse_args(argv)
+    settings = ServerSettings.from_env()
+    for f in fields(ServerSettings):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(settings, f.name, value)
+    configure_logging(settings.log_format)
+    serve(settings)
+    return 0

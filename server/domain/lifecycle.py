@@ -1,0 +1,314 @@
+"""The trial lifecycle as pure transitions: each takes trials (and the time) and returns the
+trials as they become, or raises a domain error. No SQL, no gRPC: the service loads what a
+rule needs, applies it and saves the result in one unit of work.
+
+    REQUESTED --start--> ACTIVE --complete--> COMPLETED | STOPPED_EARLY | INFEASIBLE
+        ^                  |  \\--fail-----> FAILED
+        |                  |   \\--lease expires--> LOST --(retry budget)--> new REQUESTED trial
+        \\----release------/
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tunewire.server.domain.early_stopping import StopDecision
+from tunewire.server.domain.errors import (
+    InvalidArgument,
+    LeaseExpired,
+    StepAlreadyReported,
+    TrialFinished,
+    TrialNotHeld,
+    TrialNotStarted,
+)
+from tunewire.server.domain.limits import non_finite
+from tunewire.server.domain.space import Params
+from tunewire.server.domain.study import (
+    RESULT_STATES,
+    Measurement,
+    StudySpec,
+    StudyState,
+    Trial,
+    TrialSource,
+    TrialState,
+)
+
+
+def new_trial(
+    params: Params,
+    source: TrialSource,
+    now: float,
+    *,
+    retry_of: int = 0,
+    attempt: int = 0,
+) -> Trial:
+    """A trial waiting in the study's queue for a worker (its id is given when stored)."""
+    return Trial(
+        "",
+        0,
+        params,
+        TrialState.REQUESTED,
+        source,
+        retry_of=retry_of,
+        attempt=attempt,
+        create_time=now,
+    )
+
+
+def start(trial: Trial, worker_id: str, now: float, lease_end: float) -> Trial:
+    """A REQUESTED trial handed to a worker, with a lease until `lease_end`."""
+    return trial.evolve(
+        state=TrialState.ACTIVE,
+        worker_id=worker_id,
+        start_time=now,
+        lease_expires=lease_end,
+    )
+
+
+def renew(trial: Trial, lease_end: float) -> Trial:
+    return trial.evolve(lease_expires=lease_end)
+
+
+def lease_expired(trial: Trial, now: float) -> bool:
+    return trial.state is TrialState.ACTIVE and trial.lease_expires < now
+
+
+def expire(trial: Trial, now: float) -> Trial:
+    """An ACTIVE trial whose lease ran out, marked LOST."""
+    return trial.evolve(
+        state=TrialState.LOST,
+        end_time=now,
+        reason=f"lease expired at {trial.lease_expires:.3f} (worker {trial.worker_id!r})",
+    )
+
+
+def retry(lost: Trial, now: float, max_retries: int) -> Trial | None:
+    """The lost trial's configuration queued again as a new trial, while retries last."""
+    if lost.attempt >= max_retries:
+        return None
+    return new_trial(
+        lost.parameters,
+        TrialSource.RETRY,
+        now,
+        retry_of=lost.id,
+        attempt=lost.attempt + 1,
+    )
+
+
+def held(trial: Trial, worker_id: str, action: str) -> Trial:
+    """The trial, when it is ACTIVE and held by `worker_id`; else why `action` cannot be."""
+    if trial.state is TrialState.ACTIVE:
+        if trial.worker_id != worker_id:
+            raise TrialNotHeld(
+                f"trial {trial.id} is held by worker {trial.worker_id!r}, not {worker_id!r}; "
+                f"only its holder may {action} it"
+            )
+        return trial
+    if trial.state is TrialState.LOST:
+        raise LeaseExpired(
+            f"trial {trial.id} was lost ({trial.reason}); cannot {action} it. Heartbeat or "
+            "report more often than the study's lease timeout"
+        )
+    if trial.state is TrialState.REQUESTED:
+        raise TrialNotStarted(
+            f"trial {trial.id} is not held by any worker; get it from SuggestTrials first"
+        )
+    raise TrialFinished(
+        f"trial {trial.id} is already {trial.state.value}; cannot {action} a finished trial"
+    )
+
+
+def stop(trial: Trial, decision: StopDecision) -> Trial:
+    """The trial told to stop: it keeps running until its worker completes it."""
+    return trial.evolve(stop_decision=decision)
+
+
+def repeats_completion(
+    trial: Trial,
+    worker_id: str,
+    final_metrics: Mapping[str, float] | None,
+    infeasible_reason: str,
+) -> bool:
+    """Whether a CompleteTrial is a retry of the one that finished this trial (then it is
+    answered with the trial as it is)."""
+    if trial.state not in FINISHED or trial.worker_id != worker_id:
+        return False
+    if infeasible_reason:
+        return trial.state is TrialState.INFEASIBLE and trial.reason == infeasible_reason
+    if final_metrics is not None:
+        return trial.final_metrics == dict(final_metrics)
+    return trial.state in RESULT_STATES
+
+
+FINISHED = frozenset(
+    {TrialState.COMPLETED, TrialState.STOPPED_EARLY, TrialState.INFEASIBLE, TrialState.FAILED}
+)
+
+
+def complete(
+    trial: Trial,
+    spec: StudySpec,
+    final_metrics: Mapping[str, float] | None,
+    infeasible_reason: str,
+    last_report: Measurement | None,
+    now: float,
+) -> Trial:
+    """The held trial finished: INFEASIBLE when asked or when an objective is NaN/inf,
+    else COMPLETED (STOPPED_EARLY when it had been told to stop). Without final metrics the
+    last report's count as final.
+
+    Raises:
+        InvalidArgument: no final metrics and no report, or an objective missing.
+    """
+    if infeasible_reason:
+        return _finish(trial, TrialState.INFEASIBLE, None, infeasible_reason, now)
+    if final_metrics is None:
+        if last_report is None:
+            raise InvalidArgument(
+                f"trial {trial.id} has no reports: give the final metrics "
+                f"{[m.name for m in spec.metrics]}"
+            )
+        final_metrics = last_report.metrics
+    missing = [m.name for m in spec.metrics if m.name not in final_metrics]
+    if missing:
+        raise InvalidArgument(
+            f"the final measurement lacks the study's metrics {missing}; got "
+            f"{sorted(final_metrics)}"
+        )
+    bad_objectives = [m.name for m in spec.metrics if not math.isfinite(final_metrics[m.name])]
+    if bad_objectives:
+        reason = f"non-finite final value of {bad_objectives} (NaN or infinite)"
+        return _finish(trial, TrialState.INFEASIBLE, None, reason, now)
+    bad_extra = non_finite(final_metrics)
+    if bad_extra:
+        raise InvalidArgument(
+            f"final metrics {bad_extra} are not finite; leave them out or report finite values"
+        )
+    state = TrialState.STOPPED_EARLY if trial.stop_decision else TrialState.COMPLETED
+    return _finish(trial, state, dict(final_metrics), "", now)
+
+
+def recorded(
+    params: Params, spec: StudySpec, final_metrics: Mapping[str, float], now: float
+) -> Trial:
+    """A configuration with a result known from elsewhere (a warm start), as a COMPLETED
+    trial.
+
+    Raises:
+        InvalidArgument: an objective missing, or a value not finite.
+    """
+    missing = [m.name for m in spec.metrics if m.name not in final_metrics]
+    if missing:
+        raise InvalidArgument(f"the final measurement lacks the study's metrics {missing}")
+    bad = non_finite(final_metrics)
+    if bad:
+        raise InvalidArgument(f"final metrics {bad} are not finite")
+    return new_trial(params, TrialSource.USER, now).evolve(
+        state=TrialState.COMPLETED,
+        final_metrics=dict(final_metrics),
+        start_time=now,
+        end_time=now,
+    )
+
+
+def fail(trial: Trial, reason: str, now: float) -> Trial:
+    return _finish(trial, TrialState.FAILED, None, reason or "failed (no reason given)", now)
+
+
+def _finish(
+    trial: Trial,
+    state: TrialState,
+    final_metrics: Mapping[str, float] | None,
+    reason: str,
+    now: float,
+) -> Trial:
+    return trial.evolve(
+        state=state,
+        final_metrics=final_metrics,
+        reason=reason,
+        end_time=now,
+        lease_expires=0.0,
+    )
+
+
+def release(trial: Trial) -> Trial:
+    """The held trial handed back unfinished: queued again, to start afresh (its reports
+    are dropped with it, as they would clash step by step with the next worker's)."""
+    return trial.evolve(
+        state=TrialState.REQUESTED,
+        worker_id="",
+        lease_expires=0.0,
+        start_time=0.0,
+        stop_decision=None,
+        measurements=[],
+    )
+
+
+def check_report(spec: StudySpec, measurement: Measurement) -> None:
+    """A report must carry at least one of the study's metrics."""
+    objective_names = {m.name for m in spec.metrics}
+    if not objective_names & set(measurement.metrics):
+        raise InvalidArgument(
+            f"the measurement has none of the study's metrics {sorted(objective_names)}; "
+            f"got {sorted(measurement.metrics)}"
+        )
+
+
+def check_same_report(trial_id: int, existing: Measurement, new: Measurement) -> None:
+    """A step reported again must repeat its values (a retried report)."""
+    if dict(existing.metrics) != dict(new.metrics):
+        raise StepAlreadyReported(
+            f"step {new.step} of trial {trial_id} was already reported with other values "
+            f"{dict(existing.metrics)}; report each step once"
+        )
+
+
+# -- the study's budget ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialTally:
+    """What the budget rules read of a study: trials ever created, and those LOST,
+    REQUESTED and ACTIVE now."""
+
+    created: int
+    lost: int
+    requested: int
+    active: int
+
+    @property
+    def budget_used(self) -> int:
+        """Trials that count against `max_trials`: all but the LOST and the queued."""
+        return self.created - self.lost - self.requested
+
+
+def new_trial_room(spec: StudySpec, tally: TrialTally, wanted: int) -> int:
+    """How many of `wanted` trials may start now, within the budget and concurrency cap."""
+    room = wanted
+    if spec.max_trials > 0:
+        room = min(room, spec.max_trials - tally.budget_used)
+    if spec.max_concurrent_trials > 0:
+        room = min(room, spec.max_concurrent_trials - tally.active)
+    return max(0, room)
+
+
+def share_out(wants: Sequence[int], room: int) -> list[int]:
+    """Trials for each ask, in order, until `room` is used."""
+    out = []
+    for want in wants:
+        got = max(0, min(want, room))
+        out.append(got)
+        room -= got
+    return out
+
+
+def budget_spent(spec: StudySpec, state: StudyState, tally: TrialTally) -> bool:
+    """Whether an ACTIVE study with a budget has used it and has nothing left running or
+    queued: then it is COMPLETED."""
+    return (
+        spec.max_trials > 0
+        and state is StudyState.ACTIVE
+        and tally.budget_used >= spec.max_trials
+        and tally.active == 0
+        and tally.requested == 0
+    )

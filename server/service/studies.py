@@ -1,0 +1,111 @@
+"""The calls on studies, each one unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tunewire.server.domain.errors import SpecConflict, StudyFinished
+from tunewire.server.domain.space import check_name
+from tunewire.server.domain.study import Study, StudySpec, StudyState, TrialState
+from tunewire.server.service.access import StudyAccess
+from tunewire.server.storage.base import StudyStore
+
+# Studies a metrics scrape reads at most.
+MAX_SCRAPED_STUDIES = 10_000
+
+
+class StudyService:
+    """Create, read, list, stop, resume and delete studies."""
+
+    def __init__(self, access: StudyAccess) -> None:
+        self.access = access
+        self.storage = access.storage
+
+    def create(self, name: str, spec: StudySpec) -> tuple[Study, bool]:
+        """The study of that name, created with `spec` unless it exists; and whether it
+        was created now. Creating the same study again is not an error.
+
+        Raises:
+            SpecConflict: it exists with a different spec.
+        """
+        check_name("study", name)
+        spec_json = spec.to_json()
+
+        def op(store: StudyStore) -> tuple[Study, bool]:
+            existing = store.find_study(name)
+            created = False
+            if existing is None:
+                existing = store.add_study(name, spec_json, StudyState.ACTIVE, self.access.clock())
+                created = existing is not None
+                if existing is None:  # created concurrently by another call
+                    existing = self.access.study(store, name)
+            # Compared in today's canonical form, so that settings added with defaults
+            # since the study was stored do not make an identical spec look different.
+            if self.access.spec(existing).to_json() != spec_json:
+                raise SpecConflict(
+                    f"study {name!r} exists with a different spec; pick another name or delete it"
+                )
+            return self.access.to_study(store, existing), created
+
+        return self.storage.run(op)
+
+    def get(self, name: str) -> Study:
+        def op(store: StudyStore) -> Study:
+            study, _, _ = self.access.touch_study(store, name)
+            return self.access.to_study(store, study)
+
+        return self.access.read(op)
+
+    def page(self, size: int, after_name: str) -> tuple[list[Study], str | None]:
+        """Up to `size` studies by name after `after_name`; and the last name listed when
+        there are more (None: that was all)."""
+
+        def op(store: StudyStore) -> tuple[list[Study], str | None]:
+            found = store.list_studies(after_name, size + 1)
+            more = len(found) > size
+            found = found[:size]
+            counts = store.trial_counts([s.id for s in found])
+            out = [
+                Study(s.name, self.access.spec(s), s.state, s.created_at, counts[s.id])
+                for s in found
+            ]
+            return out, (found[-1].name if more and found else None)
+
+        return self.access.read(op)
+
+    def delete(self, name: str) -> None:
+        def op(store: StudyStore) -> None:
+            study = self.access.study(store, name)
+            store.lock_study(study)
+            store.delete_study(study)
+
+        self.storage.run(op)
+
+    def set_state(self, name: str, state: StudyState) -> Study:
+        """Stops or resumes the study (a completed study stays completed)."""
+
+        def op(store: StudyStore) -> Study:
+            study = self.access.study(store, name)
+            store.lock_study(study)
+            if state is StudyState.ACTIVE and study.state is StudyState.COMPLETED:
+                raise StudyFinished(
+                    f"study {name!r} is completed (its trial budget is used); create a new "
+                    "study or add trials by hand"
+                )
+            if study.state is not state and study.state is not StudyState.COMPLETED:
+                store.set_study_state(study, state)
+                study = replace(study, state=state)
+            return self.access.to_study(store, study)
+
+        return self.storage.run(op)
+
+    def trial_counts(self) -> list[tuple[str, dict[TrialState, int]]]:
+        """Trials per state of every study, in one attempt (a metrics scrape must answer
+        within its timeout, not retry for long)."""
+
+        def op(store: StudyStore) -> list[tuple[str, dict[TrialState, int]]]:
+            found = store.list_studies("", MAX_SCRAPED_STUDIES)
+            counts = store.trial_counts([s.id for s in found])
+            return [(s.name, counts[s.id]) for s in found]
+
+        return self.storage.run(op, attempts=1, read_only=True)

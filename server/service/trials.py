@@ -1,0 +1,260 @@
+"""The calls on trials, each one unit of work: load the study and trial, apply the rule
+from `domain.lifecycle`, save what it changed. Suggestions live in suggest.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunewire.server.algorithms.base import Observation
+from tunewire.server.algorithms.pareto import pareto_front
+from tunewire.server.domain import lifecycle
+from tunewire.server.domain.early_stopping import PeerQuery, StopDecision
+from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.limits import (
+    check_metric_names,
+    check_reason,
+    check_worker_id,
+    non_finite,
+)
+from tunewire.server.domain.study import (
+    RESULT_STATES,
+    Goal,
+    Measurement,
+    Trial,
+    TrialSource,
+    TrialState,
+)
+from tunewire.server.service.access import StudyAccess
+from tunewire.server.service.stopping import PeerNumbers, StopDecisions
+from tunewire.server.storage.base import StudyStore
+
+
+class TrialService:
+    """Reports, heartbeats, completion, failure, release, added and read trials."""
+
+    def __init__(self, access: StudyAccess, stopping: StopDecisions) -> None:
+        self.access = access
+        self.storage = access.storage
+        self.stopping = stopping
+
+    def report(
+        self, name: str, trial_id: int, worker_id: str, measurement: Measurement
+    ) -> tuple[StopDecision | None, Trial]:
+        """Records a report of the trial's holder; returns the stop decision (None: go on).
+
+        Raises:
+            InvalidArgument, StudyNotFound, TrialNotFound, TrialNotHeld, LeaseExpired,
+            TrialFinished, StepAlreadyReported.
+        """
+        check_worker_id(worker_id)
+        if measurement.step < 0:
+            raise InvalidArgument(f"step must be >= 0, got {measurement.step}")
+        if not measurement.metrics:
+            raise InvalidArgument("the measurement has no metrics; report at least the objective")
+        check_metric_names(measurement.metrics, what="measurement")
+        bad = non_finite(measurement.metrics)
+        if bad:
+            raise InvalidArgument(
+                f"metrics {bad} are not finite (NaN or infinite); a diverged trial should be "
+                "completed with infeasible_reason instead"
+            )
+        # On SQLite the one write transaction holds the whole file: the other trials'
+        # numbers a median or successive-halving decision needs (a pass over their
+        # reports in a large study) are read first from a snapshot, without the write
+        # lock, for a study known to need them.
+        peers: tuple[PeerQuery, PeerNumbers] | None = None
+        if self.storage.single_writer and self.stopping.reads_peers(name):
+            peers = self.access.read(
+                lambda store: self.stopping.peers_beforehand(store, name, trial_id, measurement)
+            )
+
+        def op(store: StudyStore) -> tuple[StopDecision | None, Trial]:
+            study, spec, found, now = self.access.touch_trial(
+                store, name, trial_id, for_update=True
+            )
+            self.stopping.note_rule(name, spec)
+            lifecycle.check_report(spec, measurement)
+            trial = lifecycle.held(found, worker_id, "report on")
+            renewed = lifecycle.renew(trial, spec.lease_end(now))
+            stamped = Measurement(
+                measurement.step, measurement.metrics, measurement.elapsed_seconds, now
+            )
+            value = measurement.metrics.get(spec.primary_metric.name)
+            if not store.add_measurement(
+                study, trial_id, stamped, value, renew_lease_to=renewed.lease_expires
+            ):
+                existing = store.get_measurement(study, trial_id, measurement.step)
+                if existing is not None:
+                    lifecycle.check_same_report(trial_id, existing, measurement)
+                return renewed.stop_decision, renewed
+            if renewed.stop_decision is not None:
+                return renewed.stop_decision, renewed
+            decision = self.stopping.decide(store, study, spec, trial_id, peers)
+            if decision is None:
+                return None, renewed
+            stopped = lifecycle.stop(renewed, decision)
+            store.save_trial(study, renewed, stopped)
+            return decision, stopped
+
+        return self.storage.run(op)
+
+    def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
+        """Renews the holder's lease; returns whether the trial has been told to stop."""
+        check_worker_id(worker_id)
+
+        def op(store: StudyStore) -> tuple[bool, Trial]:
+            study, spec, found, now = self.access.touch_trial(
+                store, name, trial_id, for_update=True
+            )
+            trial = lifecycle.held(found, worker_id, "heartbeat")
+            renewed = lifecycle.renew(trial, spec.lease_end(now))
+            store.save_trial(study, trial, renewed)
+            return renewed.stop_decision is not None, renewed
+
+        return self.storage.run(op)
+
+    def complete(
+        self,
+        name: str,
+        trial_id: int,
+        worker_id: str,
+        final_metrics: Mapping[str, float] | None,
+        infeasible_reason: str = "",
+    ) -> Trial:
+        """Finishes the holder's trial (see `lifecycle.complete`); a retry of the call that
+        finished it gets the trial as it is."""
+        check_worker_id(worker_id)
+        check_reason("infeasible_reason", infeasible_reason)
+        if final_metrics is not None:
+            check_metric_names(final_metrics, what="final measurement")
+
+        def op(store: StudyStore) -> Trial:
+            study, spec, found, now = self.access.touch_trial(
+                store, name, trial_id, for_update=True
+            )
+            if lifecycle.repeats_completion(found, worker_id, final_metrics, infeasible_reason):
+                return found
+            trial = lifecycle.held(found, worker_id, "complete")
+            last = None
+            if final_metrics is None and not infeasible_reason:
+                reports = store.measurements(study, [trial_id]).get(trial_id, [])
+                last = reports[-1] if reports else None
+            done = lifecycle.complete(trial, spec, final_metrics, infeasible_reason, last, now)
+            store.save_trial(study, trial, done)
+            self.access.complete_if_done(store, study, spec)
+            return done
+
+        return self.storage.run(op)
+
+    def fail(self, name: str, trial_id: int, worker_id: str, reason: str) -> Trial:
+        check_worker_id(worker_id)
+        check_reason("reason", reason)
+
+        def op(store: StudyStore) -> Trial:
+            study, spec, found, now = self.access.touch_trial(
+                store, name, trial_id, for_update=True
+            )
+            if found.state is TrialState.FAILED and found.worker_id == worker_id:
+                return found  # a retried FailTrial
+            trial = lifecycle.held(found, worker_id, "fail")
+            failed = lifecycle.fail(trial, reason, now)
+            store.save_trial(study, trial, failed)
+            self.access.complete_if_done(store, study, spec)
+            return failed
+
+        return self.storage.run(op)
+
+    def release(self, name: str, trial_id: int, worker_id: str) -> Trial:
+        check_worker_id(worker_id)
+
+        def op(store: StudyStore) -> Trial:
+            study, _, found, _ = self.access.touch_trial(store, name, trial_id, for_update=True)
+            trial = lifecycle.held(found, worker_id, "release")
+            released = lifecycle.release(trial)
+            store.delete_measurements(study, trial_id)
+            store.save_trial(study, trial, released)
+            return released
+
+        return self.storage.run(op)
+
+    def add(
+        self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None
+    ) -> Trial:
+        """Queues a configuration to try next, or records a known result."""
+        if final_metrics is not None:
+            check_metric_names(final_metrics, what="final measurement")
+
+        def op(store: StudyStore) -> Trial:
+            study = self.access.study(store, name)
+            spec = self.access.spec(study)
+            valid = spec.space.validate(params)
+            now = self.access.clock()
+            if final_metrics is None:
+                new = lifecycle.new_trial(valid, TrialSource.USER, now)
+            else:
+                new = lifecycle.recorded(valid, spec, final_metrics, now)
+            store.lock_study(study)
+            return store.add_trials(study, [new])[0]
+
+        return self.storage.run(op)
+
+    def get(self, name: str, trial_id: int) -> Trial:
+        def op(store: StudyStore) -> Trial:
+            study, _, trial, _ = self.access.touch_trial(store, name, trial_id, for_update=False)
+            reports = store.measurements(study, [trial_id]).get(trial_id, [])
+            return trial.evolve(measurements=reports)
+
+        return self.access.read(op)
+
+    def page(
+        self,
+        name: str,
+        states: Sequence[TrialState],
+        size: int,
+        after_id: int,
+        with_measurements: bool = True,
+    ) -> tuple[list[Trial], int | None]:
+        """Up to `size` trials after id `after_id`, in `states` (all when empty); and the
+        last id listed when there are more (None: that was all)."""
+
+        def op(store: StudyStore) -> tuple[list[Trial], int | None]:
+            study, _, _ = self.access.touch_study(store, name)
+            found = store.trials(study, states=states, after_id=after_id, limit=size + 1)
+            more = len(found) > size
+            found = found[:size]
+            if with_measurements:
+                reports = store.measurements(study, [t.id for t in found])
+                found = [t.evolve(measurements=reports.get(t.id, [])) for t in found]
+            return found, (found[-1].id if more and found else None)
+
+        return self.access.read(op)
+
+    def optimal(self, name: str, count: int) -> list[Trial]:
+        """The `count` best trials (one metric) or the Pareto front (several)."""
+        if count < 0:
+            raise InvalidArgument("count must be >= 0")
+
+        def op(store: StudyStore) -> list[Trial]:
+            study = self.access.study(store, name)
+            spec = self.access.spec(study)
+            # Ranked on the final metrics alone (one metric: in the database); whole
+            # trials are loaded only for the winners.
+            if len(spec.metrics) > 1:
+                results = store.final_results(study, RESULT_STATES)
+                best = pareto_front(
+                    spec, [Observation(tid, {}, state, fm) for tid, state, fm in results]
+                )
+            else:
+                metric = spec.primary_metric
+                best = store.best_by_metric(
+                    study,
+                    RESULT_STATES,
+                    metric.name,
+                    maximize=metric.goal is Goal.MAXIMIZE,
+                    count=count or 1,
+                )
+            found = {t.id: t for t in store.trials(study, ids=best)}
+            return [found[tid] for tid in best]
+
+        return self.access.read(op)

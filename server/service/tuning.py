@@ -1,0 +1,140 @@
+"""The service as the API sees it: one awaited call per RPC. Each runs one unit of work of
+the study, trial or suggestion services where the composition root placed it (see
+placement.py), so the gRPC layer knows nothing of the database behind it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunewire.server.domain.early_stopping import StopDecision
+from tunewire.server.domain.limits import check_suggest_count, check_worker_id
+from tunewire.server.domain.study import (
+    Measurement,
+    Study,
+    StudySpec,
+    StudyState,
+    Trial,
+    TrialState,
+)
+from tunewire.server.service.placement import CallPlacement
+from tunewire.server.service.studies import StudyService
+from tunewire.server.service.suggest import SuggestAsk, SuggestResult, SuggestStrategy
+from tunewire.server.service.trials import TrialService
+
+
+class TuningService:
+    """Every call of the API, awaited."""
+
+    def __init__(
+        self,
+        studies: StudyService,
+        trials: TrialService,
+        suggest: SuggestStrategy,
+        calls: CallPlacement,
+    ) -> None:
+        self.studies = studies
+        self.trials = trials
+        self.suggest = suggest
+        self.calls = calls
+
+    # -- studies --------------------------------------------------------------------------
+    async def create_study(self, name: str, spec: StudySpec) -> tuple[Study, bool]:
+        return await self.calls.run(functools.partial(self.studies.create, name, spec), light=False)
+
+    async def get_study(self, name: str) -> Study:
+        return await self.calls.run(functools.partial(self.studies.get, name), light=True)
+
+    async def list_studies(self, size: int, after_name: str) -> tuple[list[Study], str | None]:
+        return await self.calls.run(
+            functools.partial(self.studies.page, size, after_name), light=False
+        )
+
+    async def delete_study(self, name: str) -> None:
+        await self.calls.run(functools.partial(self.studies.delete, name), light=False)
+
+    async def set_study_state(self, name: str, state: StudyState) -> Study:
+        return await self.calls.run(
+            functools.partial(self.studies.set_state, name, state), light=False
+        )
+
+    async def trial_counts(self) -> list[tuple[str, dict[TrialState, int]]]:
+        return await self.calls.run(self.studies.trial_counts, light=False)
+
+    # -- trials ---------------------------------------------------------------------------
+    async def suggest_trials(self, name: str, count: int, worker_id: str) -> SuggestResult:
+        """Up to `count` trials for the worker: those it holds first, then queued ones,
+        then new ones from the study's algorithm."""
+        check_worker_id(worker_id)
+        ask = SuggestAsk(worker_id, check_suggest_count(count))
+        return await self.suggest.suggest(name, ask)
+
+    async def report(
+        self, name: str, trial_id: int, worker_id: str, measurement: Measurement
+    ) -> tuple[StopDecision | None, Trial]:
+        # A report on a study whose rule reads the other trials costs milliseconds of SQL
+        # in a large study: not on the event loop.
+        light = not self.trials.stopping.reads_peers(name)
+        return await self.calls.run(
+            functools.partial(self.trials.report, name, trial_id, worker_id, measurement),
+            light=light,
+        )
+
+    async def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
+        return await self.calls.run(
+            functools.partial(self.trials.heartbeat, name, trial_id, worker_id), light=True
+        )
+
+    async def complete_trial(
+        self,
+        name: str,
+        trial_id: int,
+        worker_id: str,
+        final_metrics: Mapping[str, float] | None,
+        infeasible_reason: str = "",
+    ) -> Trial:
+        return await self.calls.run(
+            functools.partial(
+                self.trials.complete, name, trial_id, worker_id, final_metrics, infeasible_reason
+            ),
+            light=True,
+        )
+
+    async def fail_trial(self, name: str, trial_id: int, worker_id: str, reason: str) -> Trial:
+        return await self.calls.run(
+            functools.partial(self.trials.fail, name, trial_id, worker_id, reason), light=True
+        )
+
+    async def release_trial(self, name: str, trial_id: int, worker_id: str) -> Trial:
+        return await self.calls.run(
+            functools.partial(self.trials.release, name, trial_id, worker_id), light=True
+        )
+
+    async def add_trial(
+        self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None
+    ) -> Trial:
+        return await self.calls.run(
+            functools.partial(self.trials.add, name, params, final_metrics), light=False
+        )
+
+    async def get_trial(self, name: str, trial_id: int) -> Trial:
+        return await self.calls.run(functools.partial(self.trials.get, name, trial_id), light=True)
+
+    async def list_trials(
+        self,
+        name: str,
+        states: Sequence[TrialState],
+        size: int,
+        after_id: int,
+        with_measurements: bool = True,
+    ) -> tuple[list[Trial], int | None]:
+        return await self.calls.run(
+            functools.partial(self.trials.page, name, states, size, after_id, with_measurements),
+            light=False,
+        )
+
+    async def optimal_trials(self, name: str, count: int) -> list[Trial]:
+        return await self.calls.run(
+            functools.partial(self.trials.optimal, name, count), light=False
+        )

@@ -1,0 +1,68 @@
+"""Before a worker trains: the study it joins, created from a spec file or the task's
+default spec when asked, and checked against what the task can train."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunewire.client import TunewireClientError, TuningClient
+from tunewire.trainer.errors import TaskLoadError
+from tunewire.trainer.reporter import TrainFunction
+from tunewire.trainer.tasks import BuiltinTask
+
+log = logging.getLogger("tunewire.trainer")
+
+
+def load_spec(path: str) -> dict[str, Any]:
+    """Reads a YAML (or JSON, a subset of YAML) study spec file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise TaskLoadError(f"--space {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TaskLoadError(f"--space {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or "parameters" not in raw:
+        raise TaskLoadError(f"--space {path}: expected a mapping with 'parameters' and 'metrics'")
+    return raw
+
+
+def ensure_study(
+    client: TuningClient, study_name: str, space: str | None, create: bool, task: TrainFunction
+) -> None:
+    """Creates the study when asked (`create`; idempotent) from the spec file `space` or
+    the task's default spec, and checks that the task can train it.
+
+    Raises:
+        TaskLoadError, TaskParameterError: a spec the task cannot train.
+        TunewireClientError: the server refused (the message says why).
+    """
+    spec: dict[str, Any] | None = None
+    if space:
+        spec = load_spec(space)
+    elif isinstance(task, BuiltinTask):
+        spec = task.default_spec()
+    if isinstance(task, BuiltinTask) and spec is not None:
+        task.check_spec(spec)
+    if create and spec is not None:
+        try:
+            client.create_study(study_name, spec)
+        except TunewireClientError as exc:
+            if exc.code.name != "ALREADY_EXISTS":
+                raise
+            level = logging.WARNING if space else logging.INFO
+            log.log(level, "study %r exists with another spec; joining it as it is", study_name)
+    try:
+        study = client.get_study(study_name)
+    except TunewireClientError as exc:
+        if exc.code.name == "NOT_FOUND":
+            raise TaskLoadError(
+                f"study {study_name!r} does not exist on {client.target}: create it "
+                "(tunewire study create) or pass --space FILE.yaml"
+            ) from None
+        raise
+    if isinstance(task, BuiltinTask):
+        task.check_spec({"parameters": [{"name": p.name} for p in study.spec.parameters]})
