@@ -57,8 +57,13 @@ COPY --from=server-build /opt/tunewire /opt/tunewire
 # Everything the code imports, loaded from the slimmed venv: a broken image fails here.
 RUN python3 -c "import tunewire.server.app as a, tunewire.trainer.cli; a.preload_algorithms()"
 COPY deploy/docker/healthcheck.py /opt/tunewire/bin/tunewire-healthcheck
+# A container listens on every interface of its own network: publishing a port is the
+# choice. Without TUNEWIRE_TOKEN the server refuses to start, unless
+# TUNEWIRE_ALLOW_UNAUTHENTICATED=true says the network is trusted.
 ENV TUNEWIRE_STORAGE=sqlite:////data/tunewire.db \
+    TUNEWIRE_HOST=0.0.0.0 \
     TUNEWIRE_PORT=50051 \
+    TUNEWIRE_METRICS_HOST=0.0.0.0 \
     TUNEWIRE_METRICS_PORT=9090 \
     PROMETHEUS_DISABLE_CREATED_SERIES=True
 USER tunewire

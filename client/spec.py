@@ -23,6 +23,7 @@ The dict form (also the YAML form):
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,114 +68,210 @@ def value_to_pb(value: Any) -> pb.ParameterValue:
 
 
 def value_from_pb(value: pb.ParameterValue) -> float | int | str:
+    """The value in the type the study declared: int for int parameters and for discrete
+    ones whose values are whole numbers (the server sends those as integer_value)."""
     kind = value.WhichOneof("kind")
     return getattr(value, kind) if kind else 0.0
+
+
+# The keys of each part of the dict form. A spec's are StudySpec's fields (and the study's
+# name, which a file may carry); a misspelt key is refused, not ignored.
+SPEC_KEYS = frozenset(pb.StudySpec.DESCRIPTOR.fields_by_name) | {"name"}
+METRIC_KEYS = frozenset(pb.MetricSpec.DESCRIPTOR.fields_by_name)
+RANGE_KEYS = frozenset({"name", "type", "min", "max", "scale", "condition"})
+CHOICE_KEYS = frozenset({"name", "type", "values", "condition"})
+CONDITION_KEYS = frozenset({"parent", "values", "min", "max"})
+
+
+def _check_keys(where: str, raw: Mapping[str, Any], known: frozenset[str]) -> None:
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpecError(f"{where}: unknown key {key!r}{hint}; the keys are {sorted(known)}")
+
+
+def _mapping(where: str, raw: Any) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be a mapping, got {raw!r}")
+    return raw
+
+
+def _items(where: str, raw: Any) -> list[Any]:
+    if raw is None:
+        return []
+    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, (list, tuple)):
+        raise SpecError(f"{where} must be a list, got {raw!r}")
+    return list(raw)
+
+
+def _number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole(where: str, value: Any) -> int:
+    """An integer; 1.5 is refused rather than truncated to 1."""
+    number = _number(where, value)
+    if number != number or number in (float("inf"), float("-inf")) or number != int(number):
+        raise SpecError(f"{where} must be a whole number, got {value!r}")
+    return int(value)
 
 
 def _scale(raw: Mapping[str, Any], name: str) -> pb.Scale:
     scale = str(raw.get("scale", "linear")).lower()
     if scale not in ("linear", "log"):
-        raise SpecError(f"parameter {name!r}: scale must be 'linear' or 'log'")
+        raise SpecError(f"parameter {name!r}: scale must be 'linear' or 'log', got {scale!r}")
     return pb.SCALE_LOG if scale == "log" else pb.SCALE_LINEAR
 
 
-def _parameter(raw: Mapping[str, Any]) -> pb.ParameterSpec:
+def _parameter(raw: Any) -> pb.ParameterSpec:
+    raw = _mapping("a parameter", raw)
     name = str(raw.get("name", ""))
     kind = _TYPES.get(str(raw.get("type", "")).lower())
+    where = f"parameter {name!r}"
     if kind is None:
         raise SpecError(
-            f"parameter {name!r}: type must be float, int, categorical or discrete "
-            f"(got {raw.get('type')!r})"
+            f"{where}: type must be float, int, categorical or discrete (got {raw.get('type')!r})"
         )
+    _check_keys(where, raw, RANGE_KEYS if kind in ("float", "int") else CHOICE_KEYS)
     out = pb.ParameterSpec(name=name)
-    try:
+    if kind in ("float", "int"):
+        for key in ("min", "max"):
+            if key not in raw:
+                raise SpecError(f"{where}: {key!r} is required")
         if kind == "float":
             out.float_range.CopyFrom(
                 pb.FloatRange(
-                    min_value=float(raw["min"]),
-                    max_value=float(raw["max"]),
+                    min_value=_number(f"{where}: min", raw["min"]),
+                    max_value=_number(f"{where}: max", raw["max"]),
                     scale=_scale(raw, name),
                 )
             )
-        elif kind == "int":
+        else:
             out.integer_range.CopyFrom(
                 pb.IntegerRange(
-                    min_value=int(raw["min"]), max_value=int(raw["max"]), scale=_scale(raw, name)
+                    min_value=_whole(f"{where}: min", raw["min"]),
+                    max_value=_whole(f"{where}: max", raw["max"]),
+                    scale=_scale(raw, name),
                 )
             )
-        elif kind == "categorical":
-            out.categorical.values.extend(str(v) for v in raw.get("values", []))
-        else:
-            out.discrete.values.extend(float(v) for v in raw.get("values", []))
-    except KeyError as missing:
-        raise SpecError(f"parameter {name!r}: {missing} is required") from None
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"parameter {name!r}: {exc}") from None
+    elif kind == "categorical":
+        values = _items(f"{where}: values", raw.get("values"))
+        if not all(isinstance(v, str) for v in values):
+            raise SpecError(f"{where}: categorical values must be strings, got {values!r}")
+        out.categorical.values.extend(values)
+    else:
+        values = _items(f"{where}: values", raw.get("values"))
+        out.discrete.values.extend(_number(f"{where}: a discrete value", v) for v in values)
     cond = raw.get("condition")
     if cond:
+        cond = _mapping(f"{where}: condition", cond)
+        _check_keys(f"{where}: condition", cond, CONDITION_KEYS)
         c = pb.Condition(parent=str(cond.get("parent", "")))
-        c.values.extend(value_to_pb(v) for v in cond.get("values", []) or [])
+        c.values.extend(
+            value_to_pb(v) for v in _items(f"{where}: condition values", cond.get("values"))
+        )
         if cond.get("min") is not None:
-            c.min_value = float(cond["min"])
+            c.min_value = _number(f"{where}: condition min", cond["min"])
         if cond.get("max") is not None:
-            c.max_value = float(cond["max"])
+            c.max_value = _number(f"{where}: condition max", cond["max"])
         out.condition.CopyFrom(c)
     return out
 
 
-def spec_from_dict(raw: Mapping[str, Any]) -> pb.StudySpec:
-    """Builds the StudySpec message; the server validates the contents."""
-    if not isinstance(raw, Mapping):
-        raise SpecError("a study spec must be a mapping")
-    spec = pb.StudySpec(
-        parameters=[_parameter(p) for p in raw.get("parameters", []) or []],
-        algorithm=str(raw.get("algorithm", "") or ""),
-        seed=int(raw.get("seed", 0) or 0),
-        max_trials=int(raw.get("max_trials", 0) or 0),
-        max_concurrent_trials=int(raw.get("max_concurrent_trials", 0) or 0),
-        lease_timeout_seconds=float(raw.get("lease_timeout_seconds", 0) or 0),
-        initial_trials=int(raw.get("initial_trials", 0) or 0),
-        grid_resolution=int(raw.get("grid_resolution", 0) or 0),
-    )
-    if raw.get("max_trial_retries") is not None:
-        spec.max_trial_retries = int(raw["max_trial_retries"])
-    for m in raw.get("metrics", []) or []:
-        goal = str(m.get("goal", "minimize")).lower()
-        if goal.startswith("min"):
-            g = pb.GOAL_MINIMIZE
-        elif goal.startswith("max"):
-            g = pb.GOAL_MAXIMIZE
-        else:
-            raise SpecError(f"metric {m.get('name')!r}: goal must be minimize or maximize")
-        spec.metrics.append(pb.MetricSpec(name=str(m.get("name", "")), goal=g))
-    es = dict(raw.get("early_stopping") or {})
+def _metric(raw: Any) -> pb.MetricSpec:
+    raw = _mapping("a metric", raw)
+    _check_keys(f"metric {raw.get('name')!r}", raw, METRIC_KEYS)
+    goal = str(raw.get("goal", "minimize")).lower()
+    if goal.startswith("min"):
+        g = pb.GOAL_MINIMIZE
+    elif goal.startswith("max"):
+        g = pb.GOAL_MAXIMIZE
+    else:
+        raise SpecError(f"metric {raw.get('name')!r}: goal must be minimize or maximize")
+    return pb.MetricSpec(name=str(raw.get("name", "")), goal=g)
+
+
+def _early_stopping(raw: Any, spec: pb.StudySpec) -> None:
+    es = dict(_mapping("early_stopping", raw))
     rule = str(es.pop("rule", es.pop("type", "none")) or "none").lower()
-    if rule != "none":
-        field = _RULE_MESSAGES.get(rule)
-        if field is None:
-            raise SpecError(
-                f"early_stopping rule must be none, median, successive_halving, patience or "
-                f"threshold (got {rule!r})"
-            )
-        message = getattr(spec.early_stopping, field)
-        for key, value in es.items():
-            if key not in message.DESCRIPTOR.fields_by_name:
-                raise SpecError(f"early_stopping {rule}: unknown setting {key!r}")
-            f = message.DESCRIPTOR.fields_by_name[key]
-            if f.type == f.TYPE_DOUBLE:
-                setattr(message, key, float(value))
-            elif f.type == f.TYPE_BOOL:
-                setattr(message, key, bool(value))
-            else:
-                setattr(message, key, int(value))
-        message.SetInParent()
+    if rule == "none":
+        if es:
+            raise SpecError(f"early_stopping: rule none takes no settings, got {sorted(es)}")
+        return
+    field = _RULE_MESSAGES.get(rule)
+    if field is None:
+        close = difflib.get_close_matches(rule, sorted(_RULE_MESSAGES), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecError(
+            f"early_stopping rule must be none, median, successive_halving, patience or "
+            f"threshold (got {rule!r}{hint})"
+        )
+    message = getattr(spec.early_stopping, field)
+    known = frozenset(message.DESCRIPTOR.fields_by_name)
+    _check_keys(f"early_stopping {rule}", es, known)
+    for key, value in es.items():
+        f = message.DESCRIPTOR.fields_by_name[key]
+        where = f"early_stopping {rule}: {key}"
+        if f.type == f.TYPE_DOUBLE:
+            setattr(message, key, _number(where, value))
+        elif f.type == f.TYPE_BOOL:
+            if not isinstance(value, bool):
+                raise SpecError(f"{where} must be true or false, got {value!r}")
+            setattr(message, key, value)
+        else:
+            setattr(message, key, _whole(where, value))
+    message.SetInParent()
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> pb.StudySpec:
+    """Builds the StudySpec message from the dict form. Every key is checked here (a
+    misspelt one is refused with the closest known key); the server validates the values.
+
+    Raises:
+        SpecError: what to fix.
+    """
+    raw = _mapping("a study spec", raw)
+    _check_keys("study spec", raw, SPEC_KEYS)
+    try:
+        spec = pb.StudySpec(
+            parameters=[_parameter(p) for p in _items("parameters", raw.get("parameters"))],
+            metrics=[_metric(m) for m in _items("metrics", raw.get("metrics"))],
+            algorithm=str(raw.get("algorithm", "") or ""),
+            seed=_whole("seed", raw.get("seed") or 0),
+            max_trials=_whole("max_trials", raw.get("max_trials") or 0),
+            max_concurrent_trials=_whole(
+                "max_concurrent_trials", raw.get("max_concurrent_trials") or 0
+            ),
+            lease_timeout_seconds=_number(
+                "lease_timeout_seconds", raw.get("lease_timeout_seconds") or 0
+            ),
+            initial_trials=_whole("initial_trials", raw.get("initial_trials") or 0),
+            grid_resolution=_whole("grid_resolution", raw.get("grid_resolution") or 0),
+        )
+        if raw.get("max_trial_retries") is not None:
+            spec.max_trial_retries = _whole("max_trial_retries", raw["max_trial_retries"])
+        if raw.get("early_stopping"):
+            _early_stopping(raw["early_stopping"], spec)
+    except (ValueError, OverflowError) as exc:  # an integer beyond int64, a protobuf range
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"study spec: {exc}") from None
     return spec
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
     """Reads a YAML or JSON spec file into the dict form."""
     text = Path(path).read_text()
-    data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(
+            f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
     return data

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 tree=build/typecheck
 mkdir -p "$tree/tunewire"
-for pkg in server client trainer; do ln -sfn "$root/$pkg" "$tree/tunewire/$pkg"; done
+for pkg in server client trainer integrations; do
+  if [ -d "$root/$pkg" ]; then ln -sfn "$root/$pkg" "$tree/tunewire/$pkg"; fi
+done
 ln -sfn "$root/protos/tunewire/v1" "$tree/tunewire/v1"
 for top in benchmarks tests; do ln -sfn "$root/$top" "$tree/$top"; done
 cd "$tree"

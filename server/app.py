@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tunewire.server.algorithms import get_algorithm
 from tunewire.server.api.interceptors import MetricsInterceptor, TokenAuthInterceptor
-from tunewire.server.api.servicer import TuningServicer
+from tunewire.server.api.servicer import TuningServicer, add_to_server
 from tunewire.server.domain.study import ALGORITHMS
 from tunewire.server.service.access import StudyAccess
 from tunewire.server.service.placement import CallPlacement, InlineLightCalls, PooledCalls
@@ -38,7 +38,7 @@ from tunewire.server.service.tuning import TuningService
 from tunewire.server.settings import ServerSettings
 from tunewire.server.storage.base import Storage
 from tunewire.server.storage.sql import SqlStorage, default_storage_url
-from tunewire.v1 import tuning_service_pb2, tuning_service_pb2_grpc
+from tunewire.v1 import tuning_service_pb2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,7 +111,14 @@ def preload_algorithms() -> None:
 
 
 def build_server(settings: ServerSettings, storage: Storage) -> tuple[Server, int]:
-    """A started gRPC server on settings.host:port; returns it and the bound port."""
+    """A started gRPC server on settings.host:port; returns it and the bound port.
+
+    Raises:
+        SettingsError: settings that would expose the server (see `ServerSettings.check`).
+        OSError: the address cannot be bound.
+    """
+    for warning in settings.check():
+        log.warning(warning)
     if settings.torch_threads > 0:
         import torch
 
@@ -157,7 +164,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
             ("grpc.so_reuseport", 0),
         ],
     )
-    tuning_service_pb2_grpc.add_TuningServiceServicer_to_server(TuningServicer(service), server)
+    add_to_server(TuningServicer(service), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -167,9 +174,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        if settings.tls_cert or settings.tls_key:
-            if not (settings.tls_cert and settings.tls_key):
-                raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if settings.tls_cert:
             credentials = grpc.ssl_server_credentials(
                 [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())]
             )

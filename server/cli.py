@@ -4,6 +4,7 @@ TUNEWIRE_<FIELD> variable). Registered as the `serve` command of the `tunewire` 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 
 HELP = "run the suggestion server"
@@ -15,28 +16,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunewire serve", description=HELP)
     for f in fields(ServerSettings):
         flag = "--" + f.name.replace("_", "-")
-        kind = int if f.type in ("int", int) else str
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=None,
-            help=f"{f.metadata.get('help', '')} (default {f.default!r}; env "
-            f"TUNEWIRE_{f.name.upper()})",
+        help_text = (
+            f"{f.metadata.get('help', '')} (default {f.default!r}; env TUNEWIRE_{f.name.upper()})"
         )
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            kind = int if f.type in ("int", int) else str
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from tunewire.server.app import serve
     from tunewire.server.logs import configure_logging
-    from tunewire.server.settings import ServerSettings
+    from tunewire.server.settings import ServerSettings, SettingsError
 
     args = build_parser().parse_args(argv)
-    settings = ServerSettings.from_env()
-    for f in fields(ServerSettings):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            setattr(settings, f.name, value)
-    configure_logging(settings.log_format)
-    serve(settings)
+    try:
+        settings = ServerSettings.from_env()
+        for f in fields(ServerSettings):
+            value = getattr(args, f.name, None)
+            if value is not None:
+                setattr(settings, f.name, value)
+        settings.check()
+        configure_logging(settings.log_format)
+        serve(settings)
+    except (SettingsError, OSError) as exc:
+        print(f"tunewire serve: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -123,6 +123,8 @@ func runTrial(ctx context.Context, client pb.TuningServiceClient, study, workerI
 }
 
 // ParameterValues turns a trial's parameters into plain values: float64, int64 or string.
+// The server sends int parameters, and discrete ones whose values are all whole numbers
+// (batch sizes), as integer_value: they come back as int64.
 func ParameterValues(parameters map[string]*pb.ParameterValue) map[string]interface{} {
 	out := make(map[string]interface{}, len(parameters))
 	for name, value := range parameters {

@@ -110,7 +110,11 @@ async function runWorker(client, studyName, workerId, trainStep, steps) {
   }
 }
 
-/** A trial's parameters as plain values: {lr: 0.01, optimizer: 'adam', units: 64}. */
+/**
+ * A trial's parameters as plain values: {lr: 0.01, optimizer: 'adam', units: 64}. The
+ * server sends int parameters, and discrete ones whose values are all whole numbers (batch
+ * sizes), as integer_value: they come back as whole Numbers.
+ */
 function parameterValues(parameters) {
   const out = {};
   for (const [name, value] of Object.entries(parameters)) {

@@ -59,6 +59,10 @@ class Algorithm(Protocol):
     @property
     def combine_asks(self) -> bool: ...
 
+    def check_spec(self, spec: StudySpec) -> None:
+        """Refuses (InvalidArgument) a study this algorithm cannot serve within the API's
+        limits; called before the study is stored."""
+
     def suggest(self, request: SuggestRequest) -> list[Params]: ...
 
 

@@ -4,12 +4,15 @@ or pending are skipped, so the grid is a pure function of the history."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
 import numpy as np
 
 from tunewire.server.algorithms.base import SuggestRequest
+from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.limits import MAX_GRID_POINTS
 from tunewire.server.domain.space import (
     ParameterKind,
     ParameterSpec,
@@ -17,6 +20,7 @@ from tunewire.server.domain.space import (
     ParamValue,
     SearchSpace,
 )
+from tunewire.server.domain.study import StudySpec
 
 
 def grid_values(spec: ParameterSpec, resolution: int) -> list[ParamValue]:
@@ -69,6 +73,21 @@ class GridSearch:
 
     uses_history = True
     combine_asks = True
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """A grid of at most MAX_GRID_POINTS configurations: every suggestion walks it."""
+        points = sum(
+            1
+            for _ in itertools.islice(
+                iterate_grid(spec.space, spec.grid_resolution), MAX_GRID_POINTS + 1
+            )
+        )
+        if points > MAX_GRID_POINTS:
+            raise InvalidArgument(
+                f"the grid has more than {MAX_GRID_POINTS:,} points at grid_resolution "
+                f"{spec.grid_resolution}; lower the resolution, list fewer values, or use "
+                "random or sobol"
+            )
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         seen = {_key(o.params) for o in request.observations}

@@ -10,6 +10,7 @@ from scipy.stats import qmc
 from tunewire.server.algorithms.base import SuggestRequest, derived_seed, rng_for
 from tunewire.server.algorithms.encoding import decode_unit
 from tunewire.server.domain.space import Params
+from tunewire.server.domain.study import StudySpec
 
 
 class RandomSearch:
@@ -17,6 +18,9 @@ class RandomSearch:
 
     uses_history = False
     combine_asks = True
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """Any valid space."""
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         rng = rng_for(request)
@@ -41,6 +45,9 @@ class SobolSearch:
 
     uses_history = False
     combine_asks = True
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """Any valid space."""
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         space = request.spec.space

@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.limits import MAX_TRIAL_ID, NAME_PATTERN, shown
 from tunewire.server.domain.space import (
     Condition,
     ParameterKind,
@@ -98,6 +99,14 @@ def params_from_pb(params: Mapping[str, pb.ParameterValue]) -> dict[str, ParamVa
     return {name: value_from_pb(v) for name, v in params.items()}
 
 
+def _log_scale(name: str, scale: int) -> bool:
+    if scale not in _SCALE_TO_LOG:
+        raise InvalidArgument(
+            f"parameter {shown(name)}: unknown scale {scale}; use SCALE_LINEAR or SCALE_LOG"
+        )
+    return _SCALE_TO_LOG[scale]  # type: ignore[index]
+
+
 def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
     condition = None
     if p.HasField("condition"):
@@ -116,7 +125,7 @@ def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
             ParameterKind.FLOAT,
             r.min_value,
             r.max_value,
-            _SCALE_TO_LOG.get(r.scale, False),
+            _log_scale(p.name, r.scale),
             condition=condition,
         )
     if domain == "integer_range":
@@ -126,7 +135,7 @@ def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
             ParameterKind.INTEGER,
             float(i.min_value),
             float(i.max_value),
-            _SCALE_TO_LOG.get(i.scale, False),
+            _log_scale(p.name, i.scale),
             condition=condition,
         )
     if domain == "categorical":
@@ -141,8 +150,8 @@ def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
             p.name, ParameterKind.DISCRETE, choices=tuple(p.discrete.values), condition=condition
         )
     raise InvalidArgument(
-        f"parameter {p.name!r} has no domain: set float_range, integer_range, categorical "
-        "or discrete"
+        f"parameter {shown(p.name)} has no domain: set float_range, integer_range, "
+        "categorical or discrete"
     )
 
 
@@ -160,7 +169,9 @@ def spec_from_pb(spec: pb.StudySpec) -> StudySpec:
     metrics = []
     for m in spec.metrics:
         if m.goal not in _GOALS:
-            raise InvalidArgument(f"metric {m.name!r}: set goal to GOAL_MINIMIZE or GOAL_MAXIMIZE")
+            raise InvalidArgument(
+                f"metric {shown(m.name)}: set goal to GOAL_MINIMIZE or GOAL_MAXIMIZE"
+            )
         metrics.append(MetricSpec(m.name, _GOALS[m.goal]))
     space = SearchSpace.build([_parameter_from_pb(p) for p in spec.parameters])
     return StudySpec.create(
@@ -238,11 +249,21 @@ def study_to_pb(study: Study) -> pb.Study:
     counts = pb.TrialCounts(**{_COUNT_FIELDS[s]: n for s, n in study.trial_counts.items()})
     return pb.Study(
         name=study.name,
-        spec=spec_to_pb(study.spec),
+        spec=None if study.spec is None else spec_to_pb(study.spec),
         state=_STUDY_STATES_PB[study.state],
         create_time=_timestamp(study.create_time),
         trial_counts=counts,
     )
+
+
+def check_round_trip(spec: StudySpec) -> None:
+    """A spec must survive its wire form unchanged: what is stored is what clients read."""
+    try:
+        again = spec_from_pb(spec_to_pb(spec))
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise InvalidArgument(f"the spec cannot be written in the wire form: {exc}") from None
+    if again != spec:
+        raise InvalidArgument("the spec does not read back the same from its wire form")
 
 
 def measurement_from_pb(m: pb.Measurement) -> Measurement:
@@ -322,19 +343,28 @@ def page_token(last: str | None) -> str:
     return base64.urlsafe_b64encode(last.encode()).decode()
 
 
-def from_page_token(token: str) -> str:
-    """Where the page of a token starts after ("" for the first page)."""
-    if not token:
-        return ""
+def _decoded(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument("page_token is not one this server issued") from None
 
 
+def from_page_token(token: str) -> str:
+    """The study name a ListStudies page starts after ("" for the first page)."""
+    if not token:
+        return ""
+    name = _decoded(token)
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidArgument("page_token is not one this server issued")
+    return name
+
+
 def from_trial_page_token(token: str) -> int:
     """The trial id a ListTrials page starts after (0 for the first page)."""
-    try:
-        return int(from_page_token(token) or 0)
-    except ValueError:
-        raise InvalidArgument("page_token is not one this server issued") from None
+    if not token:
+        return 0
+    text = _decoded(token)
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_TRIAL_ID:
+        raise InvalidArgument("page_token is not one this server issued")
+    return int(text)

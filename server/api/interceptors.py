@@ -41,17 +41,25 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         if details.method.startswith(OPEN_PREFIXES):
             return await continuation(details)
-        sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        if isinstance(sent, str):
-            sent = sent.encode()
-        if hmac.compare_digest(sent, self._expected):
+        # Exactly one value: with two, a proxy that checks the first and this server the
+        # last could disagree.
+        values = [
+            v if isinstance(v, bytes) else str(v).encode()
+            for k, v in details.invocation_metadata or ()
+            if k == "authorization"
+        ]
+        if len(values) == 1 and hmac.compare_digest(values[0], self._expected):
             return await continuation(details)
         handler = await continuation(details)
-        message = (
-            "missing bearer token: send metadata 'authorization: Bearer <token>'"
-            if not sent
-            else "invalid bearer token"
-        )
+        if not values:
+            message = (
+                "missing bearer token: the server requires one (the client's --token or "
+                "TUNEWIRE_TOKEN; on the wire, metadata 'authorization: Bearer <token>')"
+            )
+        elif len(values) > 1:
+            message = f"{len(values)} authorization headers: send exactly one"
+        else:
+            message = "invalid bearer token"
 
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)

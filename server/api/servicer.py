@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from tunewire.server.api import convert
 from tunewire.server.domain.errors import (
@@ -46,6 +47,31 @@ def status_of(error: TunewireError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# Longest status message sent: messages quote bounded input, this is a last guard.
+MAX_MESSAGE = 2000
+
+
+class Undecodable:
+    """A request whose bytes are not a valid message of the RPC's request type."""
+
+    def __init__(self, kind: str, error: Exception) -> None:
+        self.kind = kind
+        self.error = error
+
+
+def lenient(message_type: Any) -> Callable[[bytes], Any]:
+    """The request's deserializer, handing a decode failure to the handler (which answers
+    INVALID_ARGUMENT) instead of letting gRPC answer UNKNOWN with its internals."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_type.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
 def rpc(
     method: Callable[[TuningServicer, Request], Awaitable[Response]],
 ) -> Callable[[TuningServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
@@ -56,10 +82,15 @@ def rpc(
     async def handler(
         self: TuningServicer, request: Request, context: grpc.aio.ServicerContext
     ) -> Response:
+        if isinstance(request, Undecodable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request.kind} message",
+            )
         try:
             return await method(self, request)
         except TunewireError as exc:
-            await context.abort(status_of(exc), str(exc))
+            await context.abort(status_of(exc), str(exc)[:MAX_MESSAGE])
         except Exception:
             log.exception("internal error in %s", method.__name__)
             await context.abort(
@@ -79,6 +110,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     @rpc
     async def CreateStudy(self, request: api.CreateStudyRequest) -> api.CreateStudyResponse:
         spec = convert.spec_from_pb(request.spec)
+        convert.check_round_trip(spec)
         study, created = await self.service.create_study(request.name, spec)
         return api.CreateStudyResponse(study=convert.study_to_pb(study), created=created)
 
@@ -208,3 +240,21 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     ) -> api.ListOptimalTrialsResponse:
         trials = await self.service.optimal_trials(request.study_name, request.count)
         return api.ListOptimalTrialsResponse(trials=[convert.trial_to_pb(t) for t in trials])
+
+
+def add_to_server(servicer: TuningServicer, server: grpc.aio.Server) -> None:
+    """Registers the servicer's RPCs (as the generated `add_TuningServiceServicer_to_server`
+    does) with request decoding that turns a malformed message into INVALID_ARGUMENT."""
+    service = api.DESCRIPTOR.services_by_name["TuningService"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=lenient(getattr(api, method.input_type.name)),
+            response_serializer=getattr(api, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -17,6 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.limits import (
+    MAX_MAGNITUDE,
+    MAX_REDUCTION_FACTOR,
+    MAX_STEP,
+    MAX_TRIALS,
+    MIN_REDUCTION_FACTOR,
+    did_you_mean,
+    shown,
+)
 
 Curve = Sequence[tuple[int, float]]
 
@@ -67,48 +76,65 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
     rule = {"asha": "successive_halving", "median_stopping": "median"}.get(rule, rule)
     if rule not in RULE_DEFAULTS:
         raise InvalidArgument(
-            f"unknown early-stopping rule {policy.rule!r}; use one of {', '.join(RULE_DEFAULTS)}"
+            f"unknown early-stopping rule {shown(policy.rule)}"
+            f"{did_you_mean(rule, RULE_DEFAULTS)}; use one of {', '.join(RULE_DEFAULTS)}"
         )
     defaults = RULE_DEFAULTS[rule]
-    unknown = sorted(set(policy.settings) - set(defaults))
-    if unknown:
-        raise InvalidArgument(
-            f"early-stopping rule {rule!r} has no settings {unknown}; it takes {sorted(defaults)}"
-        )
+    for key in policy.settings:
+        if key not in defaults:
+            raise InvalidArgument(
+                f"early-stopping rule {rule!r} has no setting {shown(key)}"
+                f"{did_you_mean(str(key), defaults)}; it takes {sorted(defaults)}"
+            )
     settings: dict[str, float] = {}
     for key, default in defaults.items():
         raw: Any = policy.settings.get(key)
         # 0 stands for "default" on the wire (proto3 has no presence for scalars).
         if raw is None or (raw == 0 and key not in ("min_delta", "after_step", "bound")):
             raw = default
+        if isinstance(raw, str) or (isinstance(raw, bool) and key not in BOOLEAN_SETTINGS):
+            raise InvalidArgument(f"early stopping: {key} must be a number, got {shown(raw)}")
         try:
             value = float(raw)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"early stopping: {key} must be a number, got {raw!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgument(
+                f"early stopping: {key} must be a number, got {shown(raw)}"
+            ) from None
         if key in BOOLEAN_SETTINGS:
             if value not in (0.0, 1.0):
                 raise InvalidArgument(f"early stopping: {key} must be true or false")
             value = int(value)
-        if key in INTEGER_SETTINGS:
-            if not math.isfinite(value) or value != int(value) or value < 0:
-                raise InvalidArgument(f"early stopping: {key} must be a whole number >= 0")
+        elif key in INTEGER_SETTINGS:
+            high = MAX_TRIALS if key == "min_completed_trials" else MAX_STEP
+            if not math.isfinite(value) or value != int(value) or not 0 <= value <= high:
+                raise InvalidArgument(
+                    f"early stopping: {key} must be a whole number from 0 to {high:,}, "
+                    f"got {shown(raw)}"
+                )
             value = int(value)
+        elif key == "min_delta" and (not math.isfinite(value) or abs(value) > MAX_MAGNITUDE):
+            raise InvalidArgument(
+                f"early stopping: {key} must be a finite number within ±{MAX_MAGNITUDE:g}"
+            )
         settings[key] = value
     if rule == "successive_halving":
-        if settings["reduction_factor"] <= 1 or not math.isfinite(settings["reduction_factor"]):
-            raise InvalidArgument("successive halving: reduction_factor must be > 1 (e.g. 3)")
+        if not MIN_REDUCTION_FACTOR <= settings["reduction_factor"] <= MAX_REDUCTION_FACTOR:
+            raise InvalidArgument(
+                f"successive halving: reduction_factor must be from {MIN_REDUCTION_FACTOR:g} "
+                f"to {MAX_REDUCTION_FACTOR:g} (e.g. 3)"
+            )
         if settings["min_resource"] < 1:
             raise InvalidArgument("successive halving: min_resource must be >= 1")
         if settings["max_resource"] and settings["max_resource"] < settings["min_resource"]:
             raise InvalidArgument("successive halving: max_resource must be >= min_resource")
     if rule == "patience" and settings["patience_steps"] < 1:
         raise InvalidArgument("patience: patience_steps must be >= 1")
-    if rule == "patience" and (
-        settings["min_delta"] < 0 or not math.isfinite(settings["min_delta"])
-    ):
+    if rule == "patience" and settings["min_delta"] < 0:
         raise InvalidArgument("patience: min_delta must be a finite number >= 0")
-    if rule == "threshold" and not math.isfinite(settings["bound"]):
-        raise InvalidArgument("threshold: give a finite bound")
+    if rule == "threshold" and (
+        not math.isfinite(settings["bound"]) or abs(settings["bound"]) > MAX_MAGNITUDE
+    ):
+        raise InvalidArgument(f"threshold: give a finite bound within ±{MAX_MAGNITUDE:g}")
     if rule == "median" and settings["min_completed_trials"] < 1:
         raise InvalidArgument("median: min_completed_trials must be >= 1")
     return EarlyStoppingPolicy(rule, settings)

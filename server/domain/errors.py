@@ -64,3 +64,7 @@ class TrialFinished(FailedPrecondition):
 
 class StudyFinished(FailedPrecondition):
     """The study is completed: its budget is used."""
+
+
+class StoredSpecInvalid(FailedPrecondition):
+    """The study's stored spec does not validate under this server's rules."""

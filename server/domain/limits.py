@@ -1,19 +1,101 @@
 """The documented limits of the API and the checks that enforce them on every request,
-before anything is read or written. README and docs/api.md list the same numbers."""
+before anything is read or written. README and docs/api.md list the same numbers.
+
+Numbers are bounded so that every value round-trips exactly through the wire (int64,
+double), JSON and both databases, and so that the arithmetic done on them (a parameter's
+span, means of reports, rung steps) stays finite."""
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
-from tunewire.server.domain.errors import InvalidArgument
-from tunewire.server.domain.space import check_name
+from tunewire.server.domain.errors import InvalidArgument, TrialNotFound
 
+# Integers a double holds exactly (JavaScript's Number.MAX_SAFE_INTEGER): integer bounds,
+# steps.
+MAX_EXACT_INTEGER = 2**53 - 1
+# Magnitude of float bounds, discrete values, thresholds and reported values.
+MAX_MAGNITUDE = 1e300
+MAX_STEP = MAX_EXACT_INTEGER
+MAX_ELAPSED_SECONDS = 1e9
+MIN_LEASE_SECONDS = 1.0
+MAX_LEASE_SECONDS = 30 * 24 * 3600.0
+MAX_TRIALS = 10_000_000
+MAX_TRIAL_RETRIES = 100
+MAX_GRID_RESOLUTION = 1000
+MAX_GRID_POINTS = 100_000
+# Successive halving: rungs min_resource * factor^k, so at most a few hundred up to MAX_STEP.
+MIN_REDUCTION_FACTOR = 1.1
+MAX_REDUCTION_FACTOR = 100.0
+MAX_NAME_LENGTH = 128
+MAX_CHOICE_LENGTH = 256
+MAX_PARAMETERS = 1000
+MAX_CHOICES = 10_000
+MAX_METRICS = 16
 MAX_SUGGEST_COUNT = 100
 MAX_PAGE_SIZE = 1000
 MAX_WORKER_ID_LENGTH = 256
+MAX_TRIAL_ID = 2**31 - 1
 MAX_REASON_LENGTH = 4096
 MAX_METRICS_PER_REPORT = 256
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+# User input quoted back in an error message is cut to this many characters.
+MAX_QUOTED = 60
+
+
+def shown(value: object, limit: int = MAX_QUOTED) -> str:
+    """`repr(value)`, cut to `limit` characters: error messages quote user input, and a
+    quoted 10,000-character name would not fit in a status message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def listed(values: Iterable[object], limit: int = 10) -> str:
+    """A bounded listing of values, for messages: the first few and how many in all."""
+    items = list(values)
+    text = ", ".join(shown(v, 30) for v in items[:limit])
+    return f"[{text}{f', … ({len(items)} in all)' if len(items) > limit else ''}]"
+
+
+def did_you_mean(word: str, options: Collection[str]) -> str:
+    """' (did you mean 'x'?)' when `word` is close to one of `options`, else ''."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(where: str, raw: Mapping[str, Any], known: Collection[str]) -> None:
+    """Refuses keys a spec does not have, naming the closest known one."""
+    for key in raw:
+        if key not in known:
+            raise InvalidArgument(
+                f"{where}: unknown key {shown(key)}{did_you_mean(str(key), known)}; "
+                f"the keys are {sorted(known)}"
+            )
+
+
+def check_count(what: str, value: int, high: int, *, low: int = 0) -> int:
+    if not low <= value <= high:
+        raise InvalidArgument(f"{what} must be between {low} and {high:,}, got {shown(value)}")
+    return value
+
+
+def check_magnitude(what: str, value: float) -> float:
+    """A finite number within ±MAX_MAGNITUDE."""
+    if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+        raise InvalidArgument(
+            f"{what} must be a finite number within ±{MAX_MAGNITUDE:g}, got {shown(value)}"
+        )
+    return value
+
+
+def has_control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def check_worker_id(worker_id: str) -> None:
@@ -23,6 +105,18 @@ def check_worker_id(worker_id: str) -> None:
         )
     if len(worker_id) > MAX_WORKER_ID_LENGTH:
         raise InvalidArgument(f"worker_id is longer than {MAX_WORKER_ID_LENGTH} characters")
+    if has_control_characters(worker_id):
+        raise InvalidArgument(f"worker_id {shown(worker_id)} has control characters")
+
+
+def check_trial_id(trial_id: int) -> None:
+    """Trial ids are 1, 2, ... per study, below 2^31."""
+    if trial_id <= 0:
+        raise InvalidArgument(
+            f"trial_id must be a trial's id from SuggestTrials or ListTrials, got {trial_id}"
+        )
+    if trial_id > MAX_TRIAL_ID:
+        raise TrialNotFound(f"trial {trial_id} not found (trial ids are below 2^31)")
 
 
 def check_suggest_count(count: int) -> int:
@@ -40,8 +134,20 @@ def check_page_size(page_size: int) -> int:
 
 
 def check_reason(what: str, reason: str) -> None:
+    """Free text (a failure's reason, a traceback): any characters but NUL."""
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidArgument(f"{what} is longer than {MAX_REASON_LENGTH} characters")
+    if "\x00" in reason:
+        raise InvalidArgument(f"{what} contains a NUL character")
+
+
+def check_name(what: str, name: str) -> None:
+    """Raises InvalidArgument unless `name` is a valid study, parameter or metric name."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidArgument(
+            f"{what} name {shown(name)} is invalid: use 1-{MAX_NAME_LENGTH} letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit"
+        )
 
 
 def check_metric_names(metrics: Mapping[str, float], *, what: str) -> None:
@@ -49,6 +155,27 @@ def check_metric_names(metrics: Mapping[str, float], *, what: str) -> None:
         raise InvalidArgument(f"{what}: at most {MAX_METRICS_PER_REPORT} metrics")
     for name in metrics:
         check_name("metric", name)
+
+
+def check_metric_values(metrics: Mapping[str, float], *, what: str) -> None:
+    """Finite values can still overflow the sums and means early stopping takes of them."""
+    for name, value in metrics.items():
+        if math.isfinite(value) and abs(value) > MAX_MAGNITUDE:
+            raise InvalidArgument(
+                f"{what}: {name} = {value:g} is beyond ±{MAX_MAGNITUDE:g}; rescale the metric"
+            )
+
+
+def check_step(step: int) -> None:
+    if not 0 <= step <= MAX_STEP:
+        raise InvalidArgument(f"step must be between 0 and {MAX_STEP:,}, got {shown(step)}")
+
+
+def check_elapsed(seconds: float) -> None:
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_ELAPSED_SECONDS):
+        raise InvalidArgument(
+            f"elapsed_seconds must be between 0 and {MAX_ELAPSED_SECONDS:g}, got {shown(seconds)}"
+        )
 
 
 def non_finite(metrics: Mapping[str, float]) -> list[str]:

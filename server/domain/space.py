@@ -1,4 +1,5 @@
-"""The search space: parameter kinds, conditions, validation of specs and of configurations.
+"""The search space: its parameters in parents-first order, its dict form (YAML/JSON, the
+stored form), and the validation of configurations.
 
 Plain Python, no gRPC or SQL: the servicer converts protobuf to these objects, the
 algorithms read them, the storage keeps their JSON form.
@@ -6,217 +7,104 @@ algorithms read them, the storage keeps their JSON form.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.limits import MAX_PARAMETERS, check_keys, check_name, listed, shown
+from tunewire.server.domain.parameters import (
+    Condition,
+    ParameterKind,
+    ParameterSpec,
+    Params,
+    ParamValue,
+    check_condition,
+    check_parameter,
+)
 
-ParamValue = float | int | str
-Params = dict[str, ParamValue]
+__all__ = [
+    "Condition",
+    "ParameterKind",
+    "ParameterSpec",
+    "ParamValue",
+    "Params",
+    "SearchSpace",
+]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-MAX_PARAMETERS = 1000
-MAX_CHOICES = 10_000
-
-
-class ParameterKind(str, Enum):
-    FLOAT = "float"
-    INTEGER = "int"
-    CATEGORICAL = "categorical"
-    DISCRETE = "discrete"
-
-
-def check_name(what: str, name: str) -> None:
-    """Raises InvalidArgument unless `name` is a valid study, parameter or metric name."""
-    if not NAME_PATTERN.match(name or ""):
-        raise InvalidArgument(
-            f"{what} name {name!r} is invalid: use 1-128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A parameter is active only when its parent's value satisfies this condition."""
-
-    parent: str
-    values: tuple[ParamValue, ...] = ()
-    min_value: float | None = None
-    max_value: float | None = None
-
-    def holds(self, parent_value: ParamValue) -> bool:
-        if self.values and parent_value not in self.values:
-            return False
-        if self.min_value is not None or self.max_value is not None:
-            if isinstance(parent_value, str):
-                return False
-            if self.min_value is not None and parent_value < self.min_value:
-                return False
-            if self.max_value is not None and parent_value > self.max_value:
-                return False
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"parent": self.parent}
-        if self.values:
-            out["values"] = list(self.values)
-        if self.min_value is not None:
-            out["min"] = self.min_value
-        if self.max_value is not None:
-            out["max"] = self.max_value
-        return out
+# The keys of a parameter's dict form, by kind, and of a condition's.
+RANGE_KEYS = frozenset({"name", "type", "min", "max", "scale", "condition"})
+CHOICE_KEYS = frozenset({"name", "type", "values", "condition"})
+CONDITION_KEYS = frozenset({"parent", "values", "min", "max"})
+TYPE_ALIASES = {"integer": "int", "choice": "categorical", "ordinal": "discrete", "real": "float"}
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    """One dimension. `low`/`high` for numeric ranges; `choices` for categorical/discrete."""
+def _number(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{where}: {key} must be a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgument(f"{where}: {key} {shown(value)} is out of range") from None
 
-    name: str
-    kind: ParameterKind
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    choices: tuple[ParamValue, ...] = ()
-    condition: Condition | None = None
 
-    @property
-    def is_numeric(self) -> bool:
-        return self.kind is not ParameterKind.CATEGORICAL
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.kind.value}
-        if self.kind in (ParameterKind.FLOAT, ParameterKind.INTEGER):
-            lo: float | int = self.low
-            hi: float | int = self.high
-            if self.kind is ParameterKind.INTEGER:
-                lo, hi = int(self.low), int(self.high)
-            out.update({"min": lo, "max": hi, "scale": "log" if self.log else "linear"})
-        else:
-            out["values"] = list(self.choices)
-        if self.condition is not None:
-            out["condition"] = self.condition.to_dict()
-        return out
-
-    def validate_value(self, value: Any) -> ParamValue:
-        """Returns `value` in its canonical type, or raises InvalidArgument saying why not."""
-        where = f"parameter {self.name!r}"
-        if self.kind is ParameterKind.CATEGORICAL:
-            if not isinstance(value, str):
-                raise InvalidArgument(f"{where} is categorical: give one of {list(self.choices)}")
-            if value not in self.choices:
-                raise InvalidArgument(f"{where}: {value!r} is not one of {list(self.choices)}")
-            return value
-        if isinstance(value, str) or isinstance(value, bool) or value is None:
-            raise InvalidArgument(f"{where} is numeric, got {value!r}")
-        number = float(value)
-        if not math.isfinite(number):
-            raise InvalidArgument(f"{where}: value must be finite, got {value!r}")
-        if self.kind is ParameterKind.INTEGER:
-            if number != round(number):
-                raise InvalidArgument(f"{where} is an integer, got {value!r}")
-            if not self.low <= number <= self.high:
-                raise InvalidArgument(
-                    f"{where}: {int(number)} is outside [{int(self.low)}, {int(self.high)}]"
-                )
-            return int(round(number))
-        if self.kind is ParameterKind.DISCRETE:
-            for choice in self.choices:
-                if math.isclose(number, float(choice), rel_tol=1e-9, abs_tol=1e-12):
-                    return float(choice)
-            raise InvalidArgument(f"{where}: {value!r} is not one of {list(self.choices)}")
-        if not self.low <= number <= self.high:
-            raise InvalidArgument(f"{where}: {number!r} is outside [{self.low}, {self.high}]")
-        return number
+def _condition_from_dict(where: str, raw: Any) -> Condition:
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"{where}: condition must be a mapping with 'parent'")
+    check_keys(f"{where}: condition", raw, CONDITION_KEYS)
+    values = raw.get("values") or ()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InvalidArgument(f"{where}: condition values must be a list")
+    return Condition(
+        parent=str(raw.get("parent", "")),
+        values=tuple(values),
+        min_value=None if raw.get("min") is None else _number(where, "condition min", raw["min"]),
+        max_value=None if raw.get("max") is None else _number(where, "condition max", raw["max"]),
+    )
 
 
 def _parameter_from_dict(raw: Mapping[str, Any]) -> ParameterSpec:
-    name = str(raw.get("name", ""))
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(
+            f"a parameter must be a mapping with 'name' and 'type', got {shown(raw)}"
+        )
+    name = raw.get("name", "")
     check_name("parameter", name)
+    where = f"parameter {name!r}"
     kind_text = str(raw.get("type", "")).lower()
-    aliases = {"integer": "int", "choice": "categorical", "ordinal": "discrete", "real": "float"}
-    kind_text = aliases.get(kind_text, kind_text)
+    kind_text = TYPE_ALIASES.get(kind_text, kind_text)
     try:
         kind = ParameterKind(kind_text)
     except ValueError:
         raise InvalidArgument(
-            f"parameter {name!r}: unknown type {raw.get('type')!r}; "
-            "use float, int, categorical or discrete"
+            f"{where}: unknown type {shown(raw.get('type'))}; use float, int, categorical or "
+            "discrete"
         ) from None
-    condition = None
-    if raw.get("condition"):
-        c = raw["condition"]
-        values = tuple(c.get("values", ()) or ())
-        condition = Condition(
-            parent=str(c.get("parent", "")),
-            values=values,
-            min_value=None if c.get("min") is None else float(c["min"]),
-            max_value=None if c.get("max") is None else float(c["max"]),
-        )
-    scale = str(raw.get("scale", "linear") or "linear").lower()
-    if scale not in ("linear", "log"):
-        raise InvalidArgument(f"parameter {name!r}: scale must be 'linear' or 'log', got {scale!r}")
-    if kind in (ParameterKind.FLOAT, ParameterKind.INTEGER):
+    ranged = kind in (ParameterKind.FLOAT, ParameterKind.INTEGER)
+    check_keys(where, raw, RANGE_KEYS if ranged else CHOICE_KEYS)
+    condition = _condition_from_dict(where, raw["condition"]) if raw.get("condition") else None
+    if ranged:
+        scale = str(raw.get("scale", "linear") or "linear").lower()
+        if scale not in ("linear", "log"):
+            raise InvalidArgument(f"{where}: scale must be 'linear' or 'log', got {shown(scale)}")
         if "min" not in raw or "max" not in raw:
-            raise InvalidArgument(f"parameter {name!r}: give both 'min' and 'max'")
+            raise InvalidArgument(f"{where}: give both 'min' and 'max'")
         return ParameterSpec(
             name=name,
             kind=kind,
-            low=float(raw["min"]),
-            high=float(raw["max"]),
+            low=_number(where, "min", raw["min"]),
+            high=_number(where, "max", raw["max"]),
             log=scale == "log",
             condition=condition,
         )
-    choices = tuple(raw.get("values", ()) or ())
+    choices = raw.get("values") or ()
+    if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+        raise InvalidArgument(f"{where}: values must be a list")
     if kind is ParameterKind.DISCRETE:
-        try:
-            choices = tuple(float(v) for v in choices)
-        except (TypeError, ValueError):
-            raise InvalidArgument(
-                f"parameter {name!r}: discrete values must be numbers, got {list(choices)}"
-            ) from None
-    else:
-        choices = tuple(str(v) for v in choices)
-    return ParameterSpec(name=name, kind=kind, choices=choices, condition=condition)
-
-
-def _check_parameter(p: ParameterSpec) -> ParameterSpec:
-    where = f"parameter {p.name!r}"
-    if p.kind in (ParameterKind.FLOAT, ParameterKind.INTEGER):
-        if not (math.isfinite(p.low) and math.isfinite(p.high)):
-            raise InvalidArgument(f"{where}: min and max must be finite")
-        if p.kind is ParameterKind.INTEGER and (p.low != int(p.low) or p.high != int(p.high)):
-            raise InvalidArgument(f"{where}: integer bounds must be whole numbers")
-        if p.low >= p.high:
-            raise InvalidArgument(f"{where}: min ({p.low:g}) must be less than max ({p.high:g})")
-        if p.log and p.low <= 0:
-            raise InvalidArgument(
-                f"{where}: log scale needs min > 0 (got {p.low:g}); use a linear scale "
-                "or a positive minimum"
-            )
-        return p
-    if not p.choices:
-        raise InvalidArgument(f"{where}: give at least one value")
-    if len(p.choices) > MAX_CHOICES:
-        raise InvalidArgument(f"{where}: at most {MAX_CHOICES} values")
-    if len(set(p.choices)) != len(p.choices):
-        dupes = sorted({str(v) for v in p.choices if p.choices.count(v) > 1})
-        raise InvalidArgument(f"{where}: duplicate values {dupes}")
-    if p.kind is ParameterKind.CATEGORICAL:
-        if any(v == "" for v in p.choices):
-            raise InvalidArgument(f"{where}: categorical values must not be empty strings")
-        return p
-    if not all(math.isfinite(float(v)) for v in p.choices):
-        raise InvalidArgument(f"{where}: discrete values must be finite")
-    return ParameterSpec(
-        name=p.name,
-        kind=p.kind,
-        choices=tuple(sorted(float(v) for v in p.choices)),
-        condition=p.condition,
-    )
+        choices = tuple(_number(where, "a discrete value", v) for v in choices)
+    elif not all(isinstance(v, str) for v in choices):
+        raise InvalidArgument(f"{where}: categorical values must be strings")
+    return ParameterSpec(name=name, kind=kind, choices=tuple(choices), condition=condition)
 
 
 @dataclass(frozen=True)
@@ -239,55 +127,39 @@ class SearchSpace:
         if not parameters:
             raise InvalidArgument("the search space needs at least one parameter")
         if len(parameters) > MAX_PARAMETERS:
-            raise InvalidArgument(f"at most {MAX_PARAMETERS} parameters")
+            raise InvalidArgument(f"at most {MAX_PARAMETERS:,} parameters")
         checked: dict[str, ParameterSpec] = {}
         for p in parameters:
             check_name("parameter", p.name)
             if p.name in checked:
                 raise InvalidArgument(f"duplicate parameter name {p.name!r}")
-            checked[p.name] = _check_parameter(p)
+            checked[p.name] = check_parameter(p)
         for p in checked.values():
-            if p.condition is None:
-                continue
-            c = p.condition
-            parent = checked.get(c.parent)
-            if parent is None:
-                raise InvalidArgument(
-                    f"parameter {p.name!r}: condition on unknown parent {c.parent!r}"
-                )
-            if not c.values and c.min_value is None and c.max_value is None:
-                raise InvalidArgument(
-                    f"parameter {p.name!r}: the condition on {c.parent!r} needs values or a range"
-                )
-            if (c.min_value is not None or c.max_value is not None) and not parent.is_numeric:
-                raise InvalidArgument(
-                    f"parameter {p.name!r}: a range condition needs a numeric parent, "
-                    f"{c.parent!r} is categorical; list its values instead"
-                )
-            for v in c.values:
-                parent.validate_value(v)
+            if p.condition is not None:
+                check_condition(p, checked.get(p.condition.parent))
+        # Parents first: each parameter after the chain of its ancestors (iterative, as a
+        # chain may be as long as the space).
         ordered: list[ParameterSpec] = []
-        state: dict[str, int] = {}  # 1 = visiting, 2 = done
-
-        def visit(name: str, path: list[str]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                cycle = " -> ".join(path[path.index(name) :] + [name])
-                raise InvalidArgument(f"conditions form a cycle: {cycle}")
-            state[name] = 1
-            spec = checked[name]
-            if spec.condition is not None:
-                visit(spec.condition.parent, path + [name])
-            state[name] = 2
-            ordered.append(_normalise_condition(spec, checked))
-
+        done: set[str] = set()
         for name in checked:
-            visit(name, [])
+            chain: list[str] = []
+            node: str | None = name
+            while node is not None and node not in done:
+                if node in chain:
+                    cycle = chain[chain.index(node) :] + [node]
+                    raise InvalidArgument(f"conditions form a cycle: {' -> '.join(cycle[:10])}")
+                chain.append(node)
+                condition = checked[node].condition
+                node = condition.parent if condition is not None else None
+            for member in reversed(chain):
+                done.add(member)
+                ordered.append(_normalise_condition(checked[member], checked))
         return cls(tuple(ordered))
 
     @classmethod
     def from_dicts(cls, raw: Sequence[Mapping[str, Any]]) -> SearchSpace:
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+            raise InvalidArgument("parameters must be a list of parameter mappings")
         return cls.build([_parameter_from_dict(r) for r in raw])
 
     def to_dicts(self) -> list[dict[str, Any]]:
@@ -322,7 +194,9 @@ class SearchSpace:
         """
         unknown = sorted(set(params) - set(self._by_name))
         if unknown:
-            raise InvalidArgument(f"unknown parameters {unknown}; the space has {self.names}")
+            raise InvalidArgument(
+                f"unknown parameters {listed(unknown)}; the space has {listed(self.names)}"
+            )
         out: Params = {}
         for spec in self.parameters:
             active = self.is_active(spec, out)

@@ -15,14 +15,51 @@ from tunewire.server.domain.early_stopping import (
     validate_policy,
 )
 from tunewire.server.domain.errors import InvalidArgument
-from tunewire.server.domain.space import Params, SearchSpace, check_name
+from tunewire.server.domain.limits import (
+    MAX_GRID_RESOLUTION,
+    MAX_LEASE_SECONDS,
+    MAX_METRICS,
+    MAX_TRIAL_RETRIES,
+    MAX_TRIALS,
+    MIN_LEASE_SECONDS,
+    check_count,
+    check_keys,
+    check_name,
+    listed,
+    shown,
+)
+from tunewire.server.domain.space import Params, SearchSpace
 
 ALGORITHMS = ("gp", "random", "sobol", "grid")
 DEFAULT_ALGORITHM = "gp"
 DEFAULT_LEASE_TIMEOUT_S = 600.0
 DEFAULT_MAX_TRIAL_RETRIES = 2
 DEFAULT_GRID_RESOLUTION = 5
-MAX_METRICS = 16
+MAX_SEED = 2**63 - 1
+# The keys of a spec's dict form (YAML/JSON files, the stored form), of a metric, and the
+# names an early-stopping mapping may give its rule under.
+SPEC_KEYS = frozenset(
+    {
+        "parameters",
+        "metrics",
+        "algorithm",
+        "seed",
+        "early_stopping",
+        "max_trials",
+        "max_concurrent_trials",
+        "lease_timeout_seconds",
+        "max_trial_retries",
+        "initial_trials",
+        "grid_resolution",
+    }
+)
+METRIC_KEYS = frozenset({"name", "goal"})
+GOAL_ALIASES = {
+    "min": "minimize",
+    "max": "maximize",
+    "minimise": "minimize",
+    "maximise": "maximize",
+}
 
 
 class Goal(str, Enum):
@@ -122,28 +159,33 @@ class StudySpec:
         for n in names:
             check_name("metric", n)
         if len(set(names)) != len(names):
-            raise InvalidArgument(f"duplicate metric names in {names}")
+            raise InvalidArgument(f"duplicate metric names in {listed(names)}")
         algorithm = (algorithm or DEFAULT_ALGORITHM).lower()
         if algorithm not in ALGORITHMS:
             raise InvalidArgument(
-                f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+                f"unknown algorithm {shown(algorithm)}; use one of {', '.join(ALGORITHMS)}"
             )
+        check_count("seed", seed, MAX_SEED, low=-MAX_SEED)
         for what, value in (
             ("max_trials", max_trials),
             ("max_concurrent_trials", max_concurrent_trials),
             ("initial_trials", initial_trials),
-            ("grid_resolution", grid_resolution),
         ):
-            if value < 0:
-                raise InvalidArgument(f"{what} must be >= 0 (0 = default), got {value}")
-        if grid_resolution == 1:
-            raise InvalidArgument("grid_resolution must be at least 2")
-        if not math.isfinite(lease_timeout_seconds) or lease_timeout_seconds < 0:
-            raise InvalidArgument(
-                f"lease_timeout_seconds must be a positive number, got {lease_timeout_seconds}"
+            check_count(f"{what} (0 = no limit or the default)", value, MAX_TRIALS)
+        if grid_resolution != 0:
+            check_count(
+                "grid_resolution (0 = the default)", grid_resolution, MAX_GRID_RESOLUTION, low=2
             )
-        if max_trial_retries is not None and max_trial_retries < 0:
-            raise InvalidArgument(f"max_trial_retries must be >= 0, got {max_trial_retries}")
+        if lease_timeout_seconds != 0 and not (
+            MIN_LEASE_SECONDS <= lease_timeout_seconds <= MAX_LEASE_SECONDS
+        ):
+            raise InvalidArgument(
+                f"lease_timeout_seconds must be between {MIN_LEASE_SECONDS:g} and "
+                f"{MAX_LEASE_SECONDS:g} (30 days), or 0 for the default "
+                f"({DEFAULT_LEASE_TIMEOUT_S:g}); got {shown(lease_timeout_seconds)}"
+            )
+        if max_trial_retries is not None:
+            check_count("max_trial_retries", max_trial_retries, MAX_TRIAL_RETRIES)
         return cls(
             space=space,
             metrics=tuple(metrics),
@@ -181,40 +223,82 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> StudySpec:
-        """Builds (and validates) a spec from its dict form, as written by `to_dict` or a user."""
-        metrics = []
-        for m in raw.get("metrics", ()) or ():
-            goal_text = str(m.get("goal", "")).lower()
-            goal_text = {"min": "minimize", "max": "maximize"}.get(goal_text, goal_text)
-            goal_text = goal_text.replace("minimise", "minimize").replace("maximise", "maximize")
-            try:
-                goal = Goal(goal_text)
-            except ValueError:
-                raise InvalidArgument(
-                    f"metric {m.get('name')!r}: goal must be 'minimize' or 'maximize'"
-                ) from None
-            metrics.append(MetricSpec(str(m.get("name", "")), goal))
-        es = dict(raw.get("early_stopping") or {})
+        """Builds (and validates) a spec from its dict form, as written by `to_dict` or a user.
+
+        Every key is checked: a misspelt one is refused with the closest known key, not
+        ignored.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidArgument("a study spec must be a mapping with parameters and metrics")
+        check_keys("study spec", raw, SPEC_KEYS)
+        raw_metrics = raw.get("metrics") or ()
+        if isinstance(raw_metrics, (str, bytes, Mapping)) or not isinstance(raw_metrics, Sequence):
+            raise InvalidArgument("metrics must be a list of {name, goal} mappings")
+        metrics = [_metric_from_dict(m) for m in raw_metrics]
+        es = raw.get("early_stopping") or {}
+        if not isinstance(es, Mapping):
+            raise InvalidArgument("early_stopping must be a mapping with a 'rule'")
+        es = dict(es)
         rule = str(es.pop("rule", es.pop("type", "none")) or "none")
+        retries = raw.get("max_trial_retries")
         return cls.create(
-            SearchSpace.from_dicts(raw.get("parameters", ()) or ()),
+            SearchSpace.from_dicts(raw.get("parameters") or ()),
             metrics,
-            algorithm=str(raw.get("algorithm", "") or ""),
-            seed=int(raw.get("seed", 0) or 0),
+            algorithm=_text(raw, "algorithm"),
+            seed=_whole(raw, "seed"),
             early_stopping=EarlyStoppingPolicy(rule, es),
-            max_trials=int(raw.get("max_trials", 0) or 0),
-            max_concurrent_trials=int(raw.get("max_concurrent_trials", 0) or 0),
-            lease_timeout_seconds=float(raw.get("lease_timeout_seconds", 0) or 0),
-            max_trial_retries=(
-                None if raw.get("max_trial_retries") is None else int(raw["max_trial_retries"])
-            ),
-            initial_trials=int(raw.get("initial_trials", 0) or 0),
-            grid_resolution=int(raw.get("grid_resolution", 0) or 0),
+            max_trials=_whole(raw, "max_trials"),
+            max_concurrent_trials=_whole(raw, "max_concurrent_trials"),
+            lease_timeout_seconds=_real(raw, "lease_timeout_seconds"),
+            max_trial_retries=None if retries is None else _whole(raw, "max_trial_retries"),
+            initial_trials=_whole(raw, "initial_trials"),
+            grid_resolution=_whole(raw, "grid_resolution"),
         )
 
     @classmethod
     def from_json(cls, text: str) -> StudySpec:
         return cls.from_dict(json.loads(text))
+
+
+def _metric_from_dict(raw: Any) -> MetricSpec:
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"a metric must be a mapping with name and goal, got {shown(raw)}")
+    check_keys("metric", raw, METRIC_KEYS)
+    name = raw.get("name", "")
+    check_name("metric", name)
+    goal_text = str(raw.get("goal", "")).lower()
+    try:
+        goal = Goal(GOAL_ALIASES.get(goal_text, goal_text))
+    except ValueError:
+        raise InvalidArgument(f"metric {name!r}: goal must be 'minimize' or 'maximize'") from None
+    return MetricSpec(name, goal)
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key) or ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{key} must be a string, got {shown(value)}")
+    return value
+
+
+def _whole(raw: Mapping[str, Any], key: str) -> int:
+    """An integer setting (0 when absent); a fraction is refused, not truncated."""
+    value = raw.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{key} must be a whole number, got {shown(value)}")
+    if isinstance(value, float) and not (math.isfinite(value) and value == int(value)):
+        raise InvalidArgument(f"{key} must be a whole number, got {shown(value)}")
+    return int(value)
+
+
+def _real(raw: Mapping[str, Any], key: str) -> float:
+    value = raw.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{key} must be a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgument(f"{key} {shown(value)} is out of range") from None
 
 
 @dataclass(frozen=True)
@@ -260,8 +344,11 @@ class Trial:
 
 @dataclass(frozen=True)
 class Study:
+    """A study as listed: its spec is None when the stored one no longer validates (a
+    study stored by an older, looser version); such a study can only be deleted."""
+
     name: str
-    spec: StudySpec
+    spec: StudySpec | None
     state: StudyState
     create_time: float
     trial_counts: Mapping[TrialState, int] = field(default_factory=dict)

@@ -10,7 +10,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tunewire.server.domain import lifecycle
-from tunewire.server.domain.errors import StudyNotFound, TrialNotFound
+from tunewire.server.domain.errors import (
+    InvalidArgument,
+    StoredSpecInvalid,
+    StudyNotFound,
+    TrialNotFound,
+)
+from tunewire.server.domain.limits import check_name, check_trial_id
 from tunewire.server.domain.study import Study, StudySpec, StudyState, Trial, TrialState
 from tunewire.server.storage.base import NeedsWrite, Storage, StudyRecord, StudyStore
 
@@ -30,9 +36,20 @@ class StudyAccess:
         self._specs: dict[str, StudySpec] = {}
 
     def spec(self, study: StudyRecord) -> StudySpec:
+        """The study's spec, parsed from its stored form.
+
+        Raises:
+            StoredSpecInvalid: it was stored by a version with looser rules.
+        """
         spec = self._specs.get(study.spec_json)
         if spec is None:
-            spec = StudySpec.from_json(study.spec_json)
+            try:
+                spec = StudySpec.from_json(study.spec_json)
+            except InvalidArgument as exc:
+                raise StoredSpecInvalid(
+                    f"study {study.name!r} was stored with a spec this server refuses ({exc}); "
+                    "delete it, or read it with the version that created it"
+                ) from None
             if len(self._specs) >= SPEC_CACHE_SIZE:
                 self._specs.clear()
             self._specs[study.spec_json] = spec
@@ -40,6 +57,7 @@ class StudyAccess:
 
     @staticmethod
     def study(store: StudyStore, name: str) -> StudyRecord:
+        check_name("study", name)
         found = store.find_study(name)
         if found is None:
             raise StudyNotFound(f"study {name!r} not found")
@@ -71,6 +89,8 @@ class StudyAccess:
         """`touch_study` plus the trial, in one query when no lease of the study has
         expired: the common case of reports and heartbeats, which every worker sends
         many times per trial."""
+        check_name("study", name)
+        check_trial_id(trial_id)
         now = self.clock()
         found = store.find_study_trial(name, trial_id, now, for_update=for_update)
         if found is not None and not found[2]:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
-from tunewire.server.domain.errors import SpecConflict, StudyFinished
-from tunewire.server.domain.space import check_name
+from tunewire.server.algorithms import get_algorithm
+from tunewire.server.domain.errors import (
+    InvalidArgument,
+    SpecConflict,
+    StoredSpecInvalid,
+    StudyFinished,
+)
+from tunewire.server.domain.limits import check_name
 from tunewire.server.domain.study import Study, StudySpec, StudyState, TrialState
 from tunewire.server.service.access import StudyAccess
-from tunewire.server.storage.base import StudyStore
+from tunewire.server.storage.base import StudyRecord, StudyStore
+
+log = logging.getLogger(__name__)
 
 # Studies a metrics scrape reads at most.
 MAX_SCRAPED_STUDIES = 10_000
@@ -29,7 +38,11 @@ class StudyService:
             SpecConflict: it exists with a different spec.
         """
         check_name("study", name)
+        get_algorithm(spec.algorithm).check_spec(spec)
         spec_json = spec.to_json()
+        # What is stored must read back as the same spec.
+        if StudySpec.from_json(spec_json) != spec:
+            raise InvalidArgument("the spec does not read back the same from its stored form")
 
         def op(store: StudyStore) -> tuple[Study, bool]:
             existing = store.find_study(name)
@@ -66,12 +79,20 @@ class StudyService:
             found = found[:size]
             counts = store.trial_counts([s.id for s in found])
             out = [
-                Study(s.name, self.access.spec(s), s.state, s.created_at, counts[s.id])
+                Study(s.name, self._listed_spec(s), s.state, s.created_at, counts[s.id])
                 for s in found
             ]
             return out, (found[-1].name if more and found else None)
 
         return self.access.read(op)
+
+    def _listed_spec(self, study: StudyRecord) -> StudySpec | None:
+        """A listing shows a study whose stored spec no longer validates, without it."""
+        try:
+            return self.access.spec(study)
+        except StoredSpecInvalid as exc:
+            log.warning("listing %s", exc)
+            return None
 
     def delete(self, name: str) -> None:
         def op(store: StudyStore) -> None:

@@ -10,10 +10,15 @@ from tunewire.server.algorithms.base import Observation
 from tunewire.server.algorithms.pareto import pareto_front
 from tunewire.server.domain import lifecycle
 from tunewire.server.domain.early_stopping import PeerQuery, StopDecision
-from tunewire.server.domain.errors import InvalidArgument
+from tunewire.server.domain.errors import InvalidArgument, StudyFinished
 from tunewire.server.domain.limits import (
+    MAX_PAGE_SIZE,
+    check_count,
+    check_elapsed,
     check_metric_names,
+    check_metric_values,
     check_reason,
+    check_step,
     check_worker_id,
     non_finite,
 )
@@ -21,6 +26,7 @@ from tunewire.server.domain.study import (
     RESULT_STATES,
     Goal,
     Measurement,
+    StudyState,
     Trial,
     TrialSource,
     TrialState,
@@ -48,8 +54,8 @@ class TrialService:
             TrialFinished, StepAlreadyReported.
         """
         check_worker_id(worker_id)
-        if measurement.step < 0:
-            raise InvalidArgument(f"step must be >= 0, got {measurement.step}")
+        check_step(measurement.step)
+        check_elapsed(measurement.elapsed_seconds)
         if not measurement.metrics:
             raise InvalidArgument("the measurement has no metrics; report at least the objective")
         check_metric_names(measurement.metrics, what="measurement")
@@ -59,6 +65,7 @@ class TrialService:
                 f"metrics {bad} are not finite (NaN or infinite); a diverged trial should be "
                 "completed with infeasible_reason instead"
             )
+        check_metric_values(measurement.metrics, what="measurement")
         # On SQLite the one write transaction holds the whole file: the other trials'
         # numbers a median or successive-halving decision needs (a pass over their
         # reports in a large study) are read first from a snapshot, without the write
@@ -128,6 +135,7 @@ class TrialService:
         check_reason("infeasible_reason", infeasible_reason)
         if final_metrics is not None:
             check_metric_names(final_metrics, what="final measurement")
+            check_metric_values(final_metrics, what="final measurement")
 
         def op(store: StudyStore) -> Trial:
             study, spec, found, now = self.access.touch_trial(
@@ -184,10 +192,16 @@ class TrialService:
         """Queues a configuration to try next, or records a known result."""
         if final_metrics is not None:
             check_metric_names(final_metrics, what="final measurement")
+            check_metric_values(final_metrics, what="final measurement")
 
         def op(store: StudyStore) -> Trial:
             study = self.access.study(store, name)
             spec = self.access.spec(study)
+            if study.state is StudyState.COMPLETED:
+                raise StudyFinished(
+                    f"study {name!r} is completed (its trial budget is used): it takes no new "
+                    "trials; create another study to go on"
+                )
             valid = spec.space.validate(params)
             now = self.access.clock()
             if final_metrics is None:
@@ -232,8 +246,7 @@ class TrialService:
 
     def optimal(self, name: str, count: int) -> list[Trial]:
         """The `count` best trials (one metric) or the Pareto front (several)."""
-        if count < 0:
-            raise InvalidArgument("count must be >= 0")
+        check_count("count", count, MAX_PAGE_SIZE)
 
         def op(store: StudyStore) -> list[Trial]:
             study = self.access.study(store, name)

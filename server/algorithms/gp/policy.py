@@ -30,9 +30,14 @@ from tunewire.server.algorithms.gp.model import (
 from tunewire.server.algorithms.gp.optimise import optimise_batch
 from tunewire.server.algorithms.gp.threads import single_threaded_blas
 from tunewire.server.algorithms.random_search import SobolSearch
+from tunewire.server.domain.errors import InvalidArgument
 from tunewire.server.domain.space import Params, SearchSpace
+from tunewire.server.domain.study import StudySpec
 
 logger = logging.getLogger(__name__)
+
+# Model inputs a GP study may have (see GaussianProcessSearch.check_spec).
+MAX_MODEL_COLUMNS = 1000
 
 
 # Errors that mean "the numbers went bad" (singular kernels, NaNs, failed line searches):
@@ -72,6 +77,17 @@ class GaussianProcessSearch:
     # the others pending, and nobody gets an answer until the whole batch is done:
     # concurrent workers are answered one at a time.
     combine_asks = False
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """At most MAX_MODEL_COLUMNS model inputs: one per numeric parameter, one per value
+        of a categorical one (the candidates the acquisition scores are that wide)."""
+        columns = ModelEncoding(spec.space).dim
+        if columns > MAX_MODEL_COLUMNS:
+            raise InvalidArgument(
+                f"the GP's inputs would be {columns:,} columns (one per numeric parameter, "
+                f"one per categorical value); it takes at most {MAX_MODEL_COLUMNS:,}. Use "
+                "random or sobol for this space, or fewer categorical values"
+            )
 
     def suggest(self, request: SuggestRequest) -> list[Params]:
         if request.count <= 0:

@@ -96,9 +96,9 @@ def test_reports_are_idempotent_by_step(client: TuningClient) -> None:
 
 
 def test_expired_lease_marks_trial_lost_and_reoffers_config(client: TuningClient) -> None:
-    client.create_study("s", spec(lease_timeout_seconds=0.5, max_trial_retries=1))
+    client.create_study("s", spec(lease_timeout_seconds=1.0, max_trial_retries=1))
     (trial,) = client.suggest("s", "w1")
-    time.sleep(0.8)
+    time.sleep(1.3)
     (retry,) = client.suggest("s", "w2")
     assert retry.id != trial.id
     assert retry.params == trial.params
@@ -110,17 +110,17 @@ def test_expired_lease_marks_trial_lost_and_reoffers_config(client: TuningClient
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "lost" in err.value.details
     # Retry limit 1: when the retry is lost too, its configuration is not offered again.
-    time.sleep(0.8)
+    time.sleep(1.3)
     (fresh,) = client.suggest("s", "w3")
     assert fresh.params != trial.params
     assert client.get_trial("s", retry.id).state == "lost"
 
 
 def test_heartbeat_keeps_the_lease(client: TuningClient) -> None:
-    client.create_study("s", spec(lease_timeout_seconds=0.6))
+    client.create_study("s", spec(lease_timeout_seconds=1.0))
     (trial,) = client.suggest("s", "w1")
-    with trial.heartbeat(interval=0.1):
-        time.sleep(1.2)
+    with trial.heartbeat(interval=0.2):
+        time.sleep(2.0)
     client.suggest("s", "w2")  # touches the study: would mark an expired trial lost
     assert client.get_trial("s", trial.id).state == "active"
     trial.complete({"loss": 1.0})
@@ -128,16 +128,16 @@ def test_heartbeat_keeps_the_lease(client: TuningClient) -> None:
 
 def test_reports_keep_the_lease(client: TuningClient) -> None:
     """A report renews the lease as a heartbeat does, also when it repeats a step already
-    reported (a retried report): 1.2 s of reports outlast a 0.6 s lease, 0.8 s of them
-    retries of one step."""
-    client.create_study("s", spec(lease_timeout_seconds=0.6))
+    reported (a retried report): 2.4 s of reports outlast a 1 s lease, 2 s of them retries
+    of one step."""
+    client.create_study("s", spec(lease_timeout_seconds=1.0))
     (trial,) = client.suggest("s", "w1")
     for step in (0, 1, 1, 1, 1, 1):
-        time.sleep(0.2)
+        time.sleep(0.4)
         trial.report(step, {"loss": 1.0 / (step + 1)})
     client.suggest("s", "w2")  # touches the study: would mark an expired trial lost
     assert client.get_trial("s", trial.id).state == "active"
-    time.sleep(0.9)
+    time.sleep(1.3)
     client.suggest("s", "w3")
     assert client.get_trial("s", trial.id).state == "lost"
 

@@ -97,8 +97,8 @@ def test_threshold_rule() -> None:
 @pytest.mark.parametrize(
     "rule,settings,needle",
     [
-        ("median", {"min_completed_trials": -1}, "whole number >= 0"),
-        ("successive_halving", {"reduction_factor": 1.0}, "reduction_factor must be > 1"),
+        ("median", {"min_completed_trials": -1}, "whole number from 0 to 10,000,000"),
+        ("successive_halving", {"reduction_factor": 1.0}, "reduction_factor must be from 1.1"),
         (
             "successive_halving",
             {"min_resource": 5, "max_resource": 2},
@@ -106,9 +106,11 @@ def test_threshold_rule() -> None:
         ),
         ("patience", {"min_delta": -0.1}, "min_delta"),
         ("threshold", {"after_step": 1}, "give a finite bound"),
-        ("median", {"patience_steps": 3}, "has no settings ['patience_steps']"),
+        ("median", {"patience_steps": 3}, "has no setting 'patience_steps'"),
+        ("median", {"grace_period_step": 3}, "(did you mean 'grace_period_steps'?)"),
         ("median", {"use_step_values": 2}, "use_step_values must be true or false"),
         ("hyperband", {}, "unknown early-stopping rule 'hyperband'"),
+        ("medain", {}, "(did you mean 'median'?)"),
     ],
 )
 def test_invalid_settings_are_rejected(rule: str, settings: dict, needle: str) -> None:
