@@ -11,7 +11,8 @@ The dict form (also the YAML form):
     lease_timeout_seconds: 600
     max_trial_retries: 2
     initial_trials: 0                  # Sobol points before the model (0 = default)
-    early_stopping: {rule: median, min_completed_trials: 5, grace_period_steps: 1}
+    early_stopping: {rule: median, min_completed_trials: 5, grace_period_steps: 1,
+                     max_step: 19}   # max_step: a full-length trial's last step
     parameters:
       - {name: lr, type: float, min: 1.0e-4, max: 0.1, scale: log}
       - {name: hidden_layers, type: int, min: 0, max: 4}
@@ -197,6 +198,8 @@ def _metric(raw: Any) -> pb.MetricSpec:
 def _early_stopping(raw: Any, spec: pb.StudySpec) -> None:
     es = dict(_mapping("early_stopping", raw))
     rule = str(es.pop("rule", es.pop("type", "none")) or "none").lower()
+    if "max_step" in es:
+        spec.early_stopping.max_step = _whole("early_stopping: max_step", es.pop("max_step"))
     if rule == "none":
         if es:
             raise SpecError(f"early_stopping: rule none takes no settings, got {sorted(es)}")

@@ -13,9 +13,13 @@ fi
 python -m grpc_tools.protoc -I "$here" \
   --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
   "$here"/tunewire/v1/*.proto
+# The descriptors with their source comments, which server reflection serves (so that
+# `grpcurl describe` shows the documentation); the generated Python code strips them.
+python -m grpc_tools.protoc -I "$here" --include_source_info --include_imports \
+  --descriptor_set_out="$out/tunewire/v1/descriptors.binpb" "$here"/tunewire/v1/*.proto
 if [ "${1:-}" = "--check" ]; then
   status=0
-  for f in "$out"/tunewire/v1/*_pb2*.py*; do
+  for f in "$out"/tunewire/v1/*_pb2*.py* "$out"/tunewire/v1/descriptors.binpb; do
     name=$(basename "$f")
     if ! cmp -s "$f" "$here/tunewire/v1/$name"; then
       echo "generated code drifted from the protos: protos/tunewire/v1/$name (run: bash protos/generate.sh)" >&2

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from tunewire.server.algorithms import get_algorithm
 from tunewire.server.api.interceptors import MetricsInterceptor, TokenAuthInterceptor
+from tunewire.server.api.reflection import add_reflection
 from tunewire.server.api.servicer import TuningServicer, add_to_server
 from tunewire.server.domain.study import ALGORITHMS
 from tunewire.server.service.access import StudyAccess
@@ -169,9 +169,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    add_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     address = f"{settings.host}:{settings.port}"
     try:
         if settings.tls_cert:

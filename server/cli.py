@@ -29,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from tunewire.server.app import serve
+    from tunewire.server.domain.errors import StorageUnavailable
     from tunewire.server.logs import configure_logging
     from tunewire.server.settings import ServerSettings, SettingsError
+    from tunewire.server.storage.sql.engine import UnsupportedDatabase
 
     args = build_parser().parse_args(argv)
     try:
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.check()
         configure_logging(settings.log_format)
         serve(settings)
-    except (SettingsError, OSError) as exc:
+    except (SettingsError, UnsupportedDatabase, StorageUnavailable, OSError) as exc:
         print(f"tunewire serve: {exc}", file=sys.stderr)
         return 2
     return 0

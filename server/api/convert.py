@@ -158,10 +158,12 @@ def _parameter_from_pb(p: pb.ParameterSpec) -> ParameterSpec:
 def _policy_from_pb(policy: pb.EarlyStoppingPolicy) -> EarlyStoppingPolicy:
     rule = policy.WhichOneof("rule")
     if rule is None:
+        if policy.max_step:
+            raise InvalidArgument("early_stopping.max_step needs a rule")
         return EarlyStoppingPolicy()
     message = getattr(policy, rule)
     settings = {f.name: value for f, value in message.ListFields()}
-    return EarlyStoppingPolicy(rule, settings)
+    return EarlyStoppingPolicy(rule, settings, policy.max_step)
 
 
 def spec_from_pb(spec: pb.StudySpec) -> StudySpec:
@@ -236,6 +238,7 @@ def spec_to_pb(spec: StudySpec) -> pb.StudySpec:
         grid_resolution=spec.grid_resolution,
     )
     policy = spec.early_stopping
+    out.early_stopping.max_step = policy.max_step
     if policy.rule != "none":
         message = getattr(out.early_stopping, policy.rule)
         for key, value in policy.settings.items():
@@ -270,15 +273,11 @@ def measurement_from_pb(m: pb.Measurement) -> Measurement:
     return Measurement(step=m.step, metrics=dict(m.metrics), elapsed_seconds=m.elapsed_seconds)
 
 
-def metrics_from_pb(m: pb.Measurement) -> dict[str, float]:
-    return dict(m.metrics)
-
-
-def final_metrics_from(request: Any) -> dict[str, float] | None:
-    """The final metrics of a CompleteTrial or AddTrial request; None when not given."""
+def final_measurement_from(request: Any) -> Measurement | None:
+    """The final measurement of a CompleteTrial or AddTrial request; None when not given."""
     if not request.HasField("final_measurement"):
         return None
-    return metrics_from_pb(request.final_measurement)
+    return measurement_from_pb(request.final_measurement)
 
 
 def measurement_to_pb(m: Measurement) -> pb.Measurement:
@@ -315,10 +314,14 @@ def trial_to_pb(t: Trial) -> pb.Trial:
     if t.state is TrialState.ACTIVE:
         out.lease_expire_time.CopyFrom(_timestamp(t.lease_expires))
     if t.final_metrics is not None:
+        step = t.final_step
+        if step is None:  # a trial finished before final steps were kept
+            step = t.measurements[-1].step if t.measurements else 0
         out.final_measurement.CopyFrom(
             pb.Measurement(
-                step=t.measurements[-1].step if t.measurements else 0,
+                step=step,
                 metrics=dict(t.final_metrics),
+                elapsed_seconds=t.final_elapsed_seconds or 0.0,
                 time=_timestamp(t.end_time),
             )
         )

@@ -166,6 +166,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             request.trial_id,
             request.worker_id,
             convert.measurement_from_pb(request.measurement),
+            last_step=request.last_step,
         )
         return api.ReportMeasurementResponse(
             should_stop=decision is not None, stop_decision=convert.stop_to_pb(decision)
@@ -184,7 +185,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             request.study_name,
             request.trial_id,
             request.worker_id,
-            convert.final_metrics_from(request),
+            convert.final_measurement_from(request),
             request.infeasible_reason,
         )
         return api.CompleteTrialResponse(trial=convert.trial_to_pb(trial))
@@ -208,7 +209,8 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         trial = await self.service.add_trial(
             request.study_name,
             convert.params_from_pb(request.parameters),
-            convert.final_metrics_from(request),
+            convert.final_measurement_from(request),
+            request.request_id,
         )
         return api.AddTrialResponse(trial=convert.trial_to_pb(trial))
 

@@ -37,9 +37,18 @@ class EarlyStoppingPolicy:
 
     rule: str = "none"
     settings: Mapping[str, float] = field(default_factory=dict)
+    # The step of a full-length trial's last report (0: not given): never stopped at it.
+    max_step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, **{k: self.settings[k] for k in sorted(self.settings)}}
+        out = {"rule": self.rule, **{k: self.settings[k] for k in sorted(self.settings)}}
+        if self.max_step:
+            out["max_step"] = self.max_step
+        return out
+
+    def ends_at(self, step: int) -> bool:
+        """Whether a report at `step` is a full-length trial's last (not to be stopped)."""
+        return 0 < self.max_step <= step
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,12 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
         raise InvalidArgument(
             f"unknown early-stopping rule {shown(policy.rule)}"
             f"{did_you_mean(rule, RULE_DEFAULTS)}; use one of {', '.join(RULE_DEFAULTS)}"
+        )
+    max_step = policy.max_step
+    if not isinstance(max_step, int) or isinstance(max_step, bool) or not 0 <= max_step <= MAX_STEP:
+        raise InvalidArgument(
+            f"early stopping: max_step must be a whole number from 0 to {MAX_STEP:,}, "
+            f"got {shown(max_step)}"
         )
     defaults = RULE_DEFAULTS[rule]
     for key in policy.settings:
@@ -137,7 +152,7 @@ def validate_policy(policy: EarlyStoppingPolicy) -> EarlyStoppingPolicy:
         raise InvalidArgument(f"threshold: give a finite bound within ±{MAX_MAGNITUDE:g}")
     if rule == "median" and settings["min_completed_trials"] < 1:
         raise InvalidArgument("median: min_completed_trials must be >= 1")
-    return EarlyStoppingPolicy(rule, settings)
+    return EarlyStoppingPolicy(rule, settings, max_step if rule != "none" else 0)
 
 
 @dataclass(frozen=True)
@@ -170,7 +185,7 @@ class PeerQuery:
 def peers_needed(policy: EarlyStoppingPolicy, curve: Curve) -> PeerQuery | None:
     """What a decision for this report needs from the other trials; None when it needs
     nothing from them."""
-    if not curve:
+    if not curve or policy.ends_at(curve[-1][0]):
         return None
     step = curve[-1][0]
     s = policy.settings
@@ -225,7 +240,7 @@ def decide_from_values(
 ) -> StopDecision | None:
     """`decide` with the peers already reduced: `peer_values` holds, for each other trial,
     the number `peers_needed(policy, curve)` asks for (empty when it asks for none)."""
-    if not curve or policy.rule == "none":
+    if not curve or policy.rule == "none" or policy.ends_at(curve[-1][0]):
         return None
     s = policy.settings
     step, value = curve[-1]

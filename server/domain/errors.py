@@ -46,6 +46,10 @@ class StepAlreadyReported(AlreadyExists):
     """A report for the step exists with other values."""
 
 
+class RequestIdReused(AlreadyExists):
+    """An AddTrial request id already made a trial with other parameters."""
+
+
 class TrialNotHeld(FailedPrecondition):
     """The trial is active but held by another worker."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from tunewire.server.domain.early_stopping import StopDecision
 from tunewire.server.domain.errors import (
@@ -43,6 +44,7 @@ def new_trial(
     *,
     retry_of: int = 0,
     attempt: int = 0,
+    request_id: str = "",
 ) -> Trial:
     """A trial waiting in the study's queue for a worker (its id is given when stored)."""
     return Trial(
@@ -54,6 +56,7 @@ def new_trial(
         retry_of=retry_of,
         attempt=attempt,
         create_time=now,
+        request_id=request_id,
     )
 
 
@@ -80,8 +83,31 @@ def expire(trial: Trial, now: float) -> Trial:
     return trial.evolve(
         state=TrialState.LOST,
         end_time=now,
-        reason=f"lease expired at {trial.lease_expires:.3f} (worker {trial.worker_id!r})",
+        reason=(
+            f"its lease expired at {when(trial.lease_expires)} with no report or heartbeat "
+            f"from worker {trial.worker_id!r}"
+        ),
     )
+
+
+def when(seconds: float) -> str:
+    """A server time (Unix seconds) as people read it, in UTC."""
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(seconds: float) -> str:
+    """A duration in the largest units that keep it readable: '42 s', '3 min 12 s'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    return f"{hours // 24} days"
 
 
 def retry(lost: Trial, now: float, max_retries: int) -> Trial | None:
@@ -97,7 +123,7 @@ def retry(lost: Trial, now: float, max_retries: int) -> Trial | None:
     )
 
 
-def held(trial: Trial, worker_id: str, action: str) -> Trial:
+def held(trial: Trial, worker_id: str, action: str, now: float) -> Trial:
     """The trial, when it is ACTIVE and held by `worker_id`; else why `action` cannot be."""
     if trial.state is TrialState.ACTIVE:
         if trial.worker_id != worker_id:
@@ -108,8 +134,9 @@ def held(trial: Trial, worker_id: str, action: str) -> Trial:
         return trial
     if trial.state is TrialState.LOST:
         raise LeaseExpired(
-            f"trial {trial.id} was lost ({trial.reason}); cannot {action} it. Heartbeat or "
-            "report more often than the study's lease timeout"
+            f"trial {trial.id} was lost: {trial.reason}, {ago(now - trial.end_time)} ago it "
+            f"was marked lost; cannot {action} it. Report or heartbeat more often than the "
+            "study's lease_timeout_seconds (the Python client's trial.heartbeat() does)"
         )
     if trial.state is TrialState.REQUESTED:
         raise TrialNotStarted(
@@ -128,7 +155,7 @@ def stop(trial: Trial, decision: StopDecision) -> Trial:
 def repeats_completion(
     trial: Trial,
     worker_id: str,
-    final_metrics: Mapping[str, float] | None,
+    final: Measurement | None,
     infeasible_reason: str,
 ) -> bool:
     """Whether a CompleteTrial is a retry of the one that finished this trial (then it is
@@ -137,8 +164,8 @@ def repeats_completion(
         return False
     if infeasible_reason:
         return trial.state is TrialState.INFEASIBLE and trial.reason == infeasible_reason
-    if final_metrics is not None:
-        return trial.final_metrics == dict(final_metrics)
+    if final is not None:
+        return trial.final_metrics == dict(final.metrics)
     return trial.state in RESULT_STATES
 
 
@@ -150,27 +177,29 @@ FINISHED = frozenset(
 def complete(
     trial: Trial,
     spec: StudySpec,
-    final_metrics: Mapping[str, float] | None,
+    final: Measurement | None,
     infeasible_reason: str,
     last_report: Measurement | None,
     now: float,
 ) -> Trial:
     """The held trial finished: INFEASIBLE when asked or when an objective is NaN/inf,
-    else COMPLETED (STOPPED_EARLY when it had been told to stop). Without final metrics the
-    last report's count as final.
+    else COMPLETED (STOPPED_EARLY when it had been told to stop). Without a final
+    measurement the last report is the final one; the final step and elapsed seconds are
+    the final measurement's when set (non-zero), else the last report's.
 
     Raises:
         InvalidArgument: no final metrics and no report, or an objective missing.
     """
     if infeasible_reason:
         return _finish(trial, TrialState.INFEASIBLE, None, infeasible_reason, now)
-    if final_metrics is None:
+    if final is None:
         if last_report is None:
             raise InvalidArgument(
                 f"trial {trial.id} has no reports: give the final metrics "
                 f"{[m.name for m in spec.metrics]}"
             )
-        final_metrics = last_report.metrics
+        final = last_report
+    final_metrics = final.metrics
     missing = [m.name for m in spec.metrics if m.name not in final_metrics]
     if missing:
         raise InvalidArgument(
@@ -187,11 +216,16 @@ def complete(
             f"final metrics {bad_extra} are not finite; leave them out or report finite values"
         )
     state = TrialState.STOPPED_EARLY if trial.stop_decision else TrialState.COMPLETED
-    return _finish(trial, state, dict(final_metrics), "", now)
+    done = _finish(trial, state, dict(final_metrics), "", now)
+    step, elapsed = final.step, final.elapsed_seconds
+    if last_report is not None:
+        step = step or last_report.step
+        elapsed = elapsed or last_report.elapsed_seconds
+    return done.evolve(final_step=step, final_elapsed_seconds=elapsed)
 
 
 def recorded(
-    params: Params, spec: StudySpec, final_metrics: Mapping[str, float], now: float
+    params: Params, spec: StudySpec, final: Measurement, now: float, request_id: str = ""
 ) -> Trial:
     """A configuration with a result known from elsewhere (a warm start), as a COMPLETED
     trial.
@@ -199,18 +233,28 @@ def recorded(
     Raises:
         InvalidArgument: an objective missing, or a value not finite.
     """
-    missing = [m.name for m in spec.metrics if m.name not in final_metrics]
+    missing = [m.name for m in spec.metrics if m.name not in final.metrics]
     if missing:
         raise InvalidArgument(f"the final measurement lacks the study's metrics {missing}")
-    bad = non_finite(final_metrics)
+    bad = non_finite(final.metrics)
     if bad:
         raise InvalidArgument(f"final metrics {bad} are not finite")
-    return new_trial(params, TrialSource.USER, now).evolve(
+    return new_trial(params, TrialSource.USER, now, request_id=request_id).evolve(
         state=TrialState.COMPLETED,
-        final_metrics=dict(final_metrics),
+        final_metrics=dict(final.metrics),
+        final_step=final.step,
+        final_elapsed_seconds=final.elapsed_seconds,
         start_time=now,
         end_time=now,
     )
+
+
+def same_request(trial: Trial, params: Params, final: Measurement | None) -> bool:
+    """Whether an AddTrial repeating a request id asks for the trial it made: the same
+    parameters, and the same result when it gives one."""
+    if dict(trial.parameters) != dict(params):
+        return False
+    return final is None or trial.final_metrics == dict(final.metrics)
 
 
 def fail(trial: Trial, reason: str, now: float) -> Trial:

@@ -40,6 +40,7 @@ MAX_SUGGEST_COUNT = 100
 MAX_PAGE_SIZE = 1000
 MAX_WORKER_ID_LENGTH = 256
 MAX_TRIAL_ID = 2**31 - 1
+MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_METRICS_PER_REPORT = 256
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -164,6 +165,23 @@ def check_metric_values(metrics: Mapping[str, float], *, what: str) -> None:
             raise InvalidArgument(
                 f"{what}: {name} = {value:g} is beyond ±{MAX_MAGNITUDE:g}; rescale the metric"
             )
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_LENGTH or has_control_characters(request_id):
+        raise InvalidArgument(
+            f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters without control "
+            f"characters, got {shown(request_id)}"
+        )
+
+
+def check_final(final: Any) -> None:
+    """A final measurement (a `Measurement`): its metrics' names and sizes, its step and
+    elapsed seconds."""
+    check_metric_names(final.metrics, what="final measurement")
+    check_metric_values(final.metrics, what="final measurement")
+    check_step(final.step)
+    check_elapsed(final.elapsed_seconds)
 
 
 def check_step(step: int) -> None:

@@ -240,13 +240,14 @@ class StudySpec:
             raise InvalidArgument("early_stopping must be a mapping with a 'rule'")
         es = dict(es)
         rule = str(es.pop("rule", es.pop("type", "none")) or "none")
+        max_step = es.pop("max_step", 0) or 0
         retries = raw.get("max_trial_retries")
         return cls.create(
             SearchSpace.from_dicts(raw.get("parameters") or ()),
             metrics,
             algorithm=_text(raw, "algorithm"),
             seed=_whole(raw, "seed"),
-            early_stopping=EarlyStoppingPolicy(rule, es),
+            early_stopping=EarlyStoppingPolicy(rule, es, max_step),
             max_trials=_whole(raw, "max_trials"),
             max_concurrent_trials=_whole(raw, "max_concurrent_trials"),
             lease_timeout_seconds=_real(raw, "lease_timeout_seconds"),
@@ -320,6 +321,9 @@ class Trial:
     source: TrialSource
     worker_id: str = ""
     final_metrics: Mapping[str, float] | None = None
+    # The final measurement's step and elapsed seconds (None: not known).
+    final_step: int | None = None
+    final_elapsed_seconds: float | None = None
     reason: str = ""
     stop_decision: StopDecision | None = None
     retry_of: int = 0
@@ -329,6 +333,8 @@ class Trial:
     end_time: float = 0.0
     lease_expires: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
+    # The client's id of the AddTrial request that made it ("" for none).
+    request_id: str = ""
 
     def evolve(self, **changes: Any) -> Trial:
         """A copy with `changes` (what `dataclasses.replace` does, without its per-field

@@ -12,7 +12,7 @@ from tunewire.server.domain.errors import (
     StoredSpecInvalid,
     StudyFinished,
 )
-from tunewire.server.domain.limits import check_name
+from tunewire.server.domain.limits import check_name, listed, shown
 from tunewire.server.domain.study import Study, StudySpec, StudyState, TrialState
 from tunewire.server.service.access import StudyAccess
 from tunewire.server.storage.base import StudyRecord, StudyStore
@@ -54,9 +54,12 @@ class StudyService:
                     existing = self.access.study(store, name)
             # Compared in today's canonical form, so that settings added with defaults
             # since the study was stored do not make an identical spec look different.
-            if self.access.spec(existing).to_json() != spec_json:
+            stored = self.access.spec(existing)
+            if stored.to_json() != spec_json:
+                differences = spec_differences(stored, spec)
                 raise SpecConflict(
-                    f"study {name!r} exists with a different spec; pick another name or delete it"
+                    f"study {name!r} exists with a different spec ({differences}); pick "
+                    "another name or delete it"
                 )
             return self.access.to_study(store, existing), created
 
@@ -130,3 +133,21 @@ class StudyService:
             return [(s.name, counts[s.id]) for s in found]
 
         return self.storage.run(op, attempts=1, read_only=True)
+
+
+def spec_differences(stored: StudySpec, asked: StudySpec) -> str:
+    """What differs between two specs, for a message: the settings, and the parameters
+    and metrics by name."""
+    a, b = stored.to_dict(), asked.to_dict()
+    parts = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        if key in ("parameters", "metrics"):
+            old = {p["name"]: p for p in a.get(key, [])}
+            new = {p["name"]: p for p in b.get(key, [])}
+            names = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+            parts.append(f"{key} {listed(names, 5)}")
+        else:
+            parts.append(f"{key}: {shown(a.get(key), 40)} stored, {shown(b.get(key), 40)} asked")
+    return "; ".join(parts) or "the same settings in another order"

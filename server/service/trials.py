@@ -10,17 +10,20 @@ from tunewire.server.algorithms.base import Observation
 from tunewire.server.algorithms.pareto import pareto_front
 from tunewire.server.domain import lifecycle
 from tunewire.server.domain.early_stopping import PeerQuery, StopDecision
-from tunewire.server.domain.errors import InvalidArgument, StudyFinished
+from tunewire.server.domain.errors import InvalidArgument, RequestIdReused, StudyFinished
 from tunewire.server.domain.limits import (
     MAX_PAGE_SIZE,
     check_count,
     check_elapsed,
+    check_final,
     check_metric_names,
     check_metric_values,
     check_reason,
+    check_request_id,
     check_step,
     check_worker_id,
     non_finite,
+    shown,
 )
 from tunewire.server.domain.study import (
     RESULT_STATES,
@@ -45,9 +48,16 @@ class TrialService:
         self.stopping = stopping
 
     def report(
-        self, name: str, trial_id: int, worker_id: str, measurement: Measurement
+        self,
+        name: str,
+        trial_id: int,
+        worker_id: str,
+        measurement: Measurement,
+        *,
+        last_step: bool = False,
     ) -> tuple[StopDecision | None, Trial]:
         """Records a report of the trial's holder; returns the stop decision (None: go on).
+        A report on the trial's `last_step` is never stopped: the trial ran its full length.
 
         Raises:
             InvalidArgument, StudyNotFound, TrialNotFound, TrialNotHeld, LeaseExpired,
@@ -62,8 +72,9 @@ class TrialService:
         bad = non_finite(measurement.metrics)
         if bad:
             raise InvalidArgument(
-                f"metrics {bad} are not finite (NaN or infinite); a diverged trial should be "
-                "completed with infeasible_reason instead"
+                f"metrics {bad} are not finite (NaN or infinite); complete a diverged trial as "
+                "infeasible instead (trial.infeasible(reason) in the Python client, "
+                "CompleteTrial's infeasible_reason on the wire)"
             )
         check_metric_values(measurement.metrics, what="measurement")
         # On SQLite the one write transaction holds the whole file: the other trials'
@@ -82,7 +93,7 @@ class TrialService:
             )
             self.stopping.note_rule(name, spec)
             lifecycle.check_report(spec, measurement)
-            trial = lifecycle.held(found, worker_id, "report on")
+            trial = lifecycle.held(found, worker_id, "report on", now)
             renewed = lifecycle.renew(trial, spec.lease_end(now))
             stamped = Measurement(
                 measurement.step, measurement.metrics, measurement.elapsed_seconds, now
@@ -95,7 +106,7 @@ class TrialService:
                 if existing is not None:
                     lifecycle.check_same_report(trial_id, existing, measurement)
                 return renewed.stop_decision, renewed
-            if renewed.stop_decision is not None:
+            if renewed.stop_decision is not None or last_step:
                 return renewed.stop_decision, renewed
             decision = self.stopping.decide(store, study, spec, trial_id, peers)
             if decision is None:
@@ -114,7 +125,7 @@ class TrialService:
             study, spec, found, now = self.access.touch_trial(
                 store, name, trial_id, for_update=True
             )
-            trial = lifecycle.held(found, worker_id, "heartbeat")
+            trial = lifecycle.held(found, worker_id, "heartbeat", now)
             renewed = lifecycle.renew(trial, spec.lease_end(now))
             store.save_trial(study, trial, renewed)
             return renewed.stop_decision is not None, renewed
@@ -126,29 +137,28 @@ class TrialService:
         name: str,
         trial_id: int,
         worker_id: str,
-        final_metrics: Mapping[str, float] | None,
+        final: Measurement | None,
         infeasible_reason: str = "",
     ) -> Trial:
         """Finishes the holder's trial (see `lifecycle.complete`); a retry of the call that
         finished it gets the trial as it is."""
         check_worker_id(worker_id)
         check_reason("infeasible_reason", infeasible_reason)
-        if final_metrics is not None:
-            check_metric_names(final_metrics, what="final measurement")
-            check_metric_values(final_metrics, what="final measurement")
+        if final is not None:
+            check_final(final)
 
         def op(store: StudyStore) -> Trial:
             study, spec, found, now = self.access.touch_trial(
                 store, name, trial_id, for_update=True
             )
-            if lifecycle.repeats_completion(found, worker_id, final_metrics, infeasible_reason):
+            if lifecycle.repeats_completion(found, worker_id, final, infeasible_reason):
                 return found
-            trial = lifecycle.held(found, worker_id, "complete")
+            trial = lifecycle.held(found, worker_id, "complete", now)
             last = None
-            if final_metrics is None and not infeasible_reason:
+            if not infeasible_reason:
                 reports = store.measurements(study, [trial_id]).get(trial_id, [])
                 last = reports[-1] if reports else None
-            done = lifecycle.complete(trial, spec, final_metrics, infeasible_reason, last, now)
+            done = lifecycle.complete(trial, spec, final, infeasible_reason, last, now)
             store.save_trial(study, trial, done)
             self.access.complete_if_done(store, study, spec)
             return done
@@ -165,7 +175,7 @@ class TrialService:
             )
             if found.state is TrialState.FAILED and found.worker_id == worker_id:
                 return found  # a retried FailTrial
-            trial = lifecycle.held(found, worker_id, "fail")
+            trial = lifecycle.held(found, worker_id, "fail", now)
             failed = lifecycle.fail(trial, reason, now)
             store.save_trial(study, trial, failed)
             self.access.complete_if_done(store, study, spec)
@@ -177,8 +187,8 @@ class TrialService:
         check_worker_id(worker_id)
 
         def op(store: StudyStore) -> Trial:
-            study, _, found, _ = self.access.touch_trial(store, name, trial_id, for_update=True)
-            trial = lifecycle.held(found, worker_id, "release")
+            study, _, found, now = self.access.touch_trial(store, name, trial_id, for_update=True)
+            trial = lifecycle.held(found, worker_id, "release", now)
             released = lifecycle.release(trial)
             store.delete_measurements(study, trial_id)
             store.save_trial(study, trial, released)
@@ -187,12 +197,21 @@ class TrialService:
         return self.storage.run(op)
 
     def add(
-        self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        final: Measurement | None,
+        request_id: str = "",
     ) -> Trial:
-        """Queues a configuration to try next, or records a known result."""
-        if final_metrics is not None:
-            check_metric_names(final_metrics, what="final measurement")
-            check_metric_values(final_metrics, what="final measurement")
+        """Queues a configuration to try next, or records a known result. A repeated
+        `request_id` answers the trial its first request made.
+
+        Raises:
+            RequestIdReused: the request id made a trial with other parameters or result.
+        """
+        if final is not None:
+            check_final(final)
+        check_request_id(request_id)
 
         def op(store: StudyStore) -> Trial:
             study = self.access.study(store, name)
@@ -204,11 +223,20 @@ class TrialService:
                 )
             valid = spec.space.validate(params)
             now = self.access.clock()
-            if final_metrics is None:
-                new = lifecycle.new_trial(valid, TrialSource.USER, now)
+            if final is None:
+                new = lifecycle.new_trial(valid, TrialSource.USER, now, request_id=request_id)
             else:
-                new = lifecycle.recorded(valid, spec, final_metrics, now)
+                new = lifecycle.recorded(valid, spec, final, now, request_id)
             store.lock_study(study)
+            if request_id:
+                earlier = store.trials(study, request_id=request_id)
+                if earlier:
+                    if not lifecycle.same_request(earlier[0], valid, final):
+                        raise RequestIdReused(
+                            f"request_id {shown(request_id)} already added trial "
+                            f"{earlier[0].id} with other parameters or result; use a new id"
+                        )
+                    return earlier[0]
             return store.add_trials(study, [new])[0]
 
         return self.storage.run(op)

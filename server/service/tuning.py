@@ -71,13 +71,21 @@ class TuningService:
         return await self.suggest.suggest(name, ask)
 
     async def report(
-        self, name: str, trial_id: int, worker_id: str, measurement: Measurement
+        self,
+        name: str,
+        trial_id: int,
+        worker_id: str,
+        measurement: Measurement,
+        *,
+        last_step: bool = False,
     ) -> tuple[StopDecision | None, Trial]:
         # A report on a study whose rule reads the other trials costs milliseconds of SQL
         # in a large study: not on the event loop.
         light = not self.trials.stopping.reads_peers(name)
         return await self.calls.run(
-            functools.partial(self.trials.report, name, trial_id, worker_id, measurement),
+            functools.partial(
+                self.trials.report, name, trial_id, worker_id, measurement, last_step=last_step
+            ),
             light=light,
         )
 
@@ -91,12 +99,12 @@ class TuningService:
         name: str,
         trial_id: int,
         worker_id: str,
-        final_metrics: Mapping[str, float] | None,
+        final: Measurement | None,
         infeasible_reason: str = "",
     ) -> Trial:
         return await self.calls.run(
             functools.partial(
-                self.trials.complete, name, trial_id, worker_id, final_metrics, infeasible_reason
+                self.trials.complete, name, trial_id, worker_id, final, infeasible_reason
             ),
             light=True,
         )
@@ -112,10 +120,14 @@ class TuningService:
         )
 
     async def add_trial(
-        self, name: str, params: Mapping[str, Any], final_metrics: Mapping[str, float] | None
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        final: Measurement | None,
+        request_id: str = "",
     ) -> Trial:
         return await self.calls.run(
-            functools.partial(self.trials.add, name, params, final_metrics), light=False
+            functools.partial(self.trials.add, name, params, final, request_id), light=False
         )
 
     async def get_trial(self, name: str, trial_id: int) -> Trial:

@@ -83,6 +83,7 @@ class StudyStore(Protocol):
         after_id: int = 0,
         ids: Sequence[int] | None = None,
         lease_before: float | None = None,
+        request_id: str | None = None,
         limit: int | None = None,
     ) -> list[Trial]:
         """The study's trials by id, filtered by every argument given."""

@@ -72,3 +72,22 @@ def test_serve_refuses_the_network_without_a_token() -> None:
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token" in done.stderr
     assert "--allow-unauthenticated" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("storage", "needle"),
+    [
+        ("mysql://root@127.0.0.1/test", "unsupported database URL 'mysql'"),
+        ("postgresql://nobody@127.0.0.1:1/none", "cannot reach the database"),
+    ],
+)
+def test_serve_explains_a_database_it_cannot_use_in_one_line(storage: str, needle: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tunewire.server", "--port", "0", "--storage", storage],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

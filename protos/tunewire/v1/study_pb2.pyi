@@ -184,16 +184,18 @@ class ThresholdRule(_message.Message):
     def __init__(self, bound: _Optional[float] = ..., after_step: _Optional[int] = ...) -> None: ...
 
 class EarlyStoppingPolicy(_message.Message):
-    __slots__ = ("median", "successive_halving", "patience", "threshold")
+    __slots__ = ("median", "successive_halving", "patience", "threshold", "max_step")
     MEDIAN_FIELD_NUMBER: _ClassVar[int]
     SUCCESSIVE_HALVING_FIELD_NUMBER: _ClassVar[int]
     PATIENCE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEP_FIELD_NUMBER: _ClassVar[int]
     median: MedianStoppingRule
     successive_halving: SuccessiveHalving
     patience: PatienceRule
     threshold: ThresholdRule
-    def __init__(self, median: _Optional[_Union[MedianStoppingRule, _Mapping]] = ..., successive_halving: _Optional[_Union[SuccessiveHalving, _Mapping]] = ..., patience: _Optional[_Union[PatienceRule, _Mapping]] = ..., threshold: _Optional[_Union[ThresholdRule, _Mapping]] = ...) -> None: ...
+    max_step: int
+    def __init__(self, median: _Optional[_Union[MedianStoppingRule, _Mapping]] = ..., successive_halving: _Optional[_Union[SuccessiveHalving, _Mapping]] = ..., patience: _Optional[_Union[PatienceRule, _Mapping]] = ..., threshold: _Optional[_Union[ThresholdRule, _Mapping]] = ..., max_step: _Optional[int] = ...) -> None: ...
 
 class StudySpec(_message.Message):
     __slots__ = ("parameters", "metrics", "algorithm", "seed", "early_stopping", "max_trials", "max_concurrent_trials", "lease_timeout_seconds", "max_trial_retries", "initial_trials", "grid_resolution")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tunewire.v1 import study_pb2 as tunewire_dot_v1_dot_study__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tunewire/v1/tuning_service.proto\x12\x0btunewire.v1\x1a\x17tunewire/v1/study.proto\"H\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.tunewire.v1.StudySpec\"I\n\x13\x43reateStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x10GetStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\";\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x13ListStudiesResponse\x12#\n\x07studies\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteStudyResponse\" \n\x10StopStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x11StopStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\"\"\n\x12ResumeStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13ResumeStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\"L\n\x14SuggestTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\"l\n\x15SuggestTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial\x12\x12\n\nstudy_done\x18\x02 \x01(\x08\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\"\x82\x01\n\x18ReportMeasurementRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12-\n\x0bmeasurement\x18\x04 \x01(\x0b\x32\x18.tunewire.v1.Measurement\"b\n\x19ReportMeasurementResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x30\n\rstop_decision\x18\x02 \x01(\x0b\x32\x19.tunewire.v1.StopDecision\"K\n\x10HeartbeatRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\"K\n\x11HeartbeatResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12!\n\x05trial\x18\x02 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\x9f\x01\n\x14\x43ompleteTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x33\n\x11\x66inal_measurement\x18\x04 \x01(\x0b\x32\x18.tunewire.v1.Measurement\x12\x19\n\x11infeasible_reason\x18\x05 \x01(\t\":\n\x15\x43ompleteTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"[\n\x10\x46\x61ilTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"6\n\x11\x46\x61ilTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"N\n\x13ReleaseTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\"9\n\x14ReleaseTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\xec\x01\n\x0f\x41\x64\x64TrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12@\n\nparameters\x18\x02 \x03(\x0b\x32,.tunewire.v1.AddTrialRequest.ParametersEntry\x12\x33\n\x11\x66inal_measurement\x18\x03 \x01(\x0b\x32\x18.tunewire.v1.Measurement\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.tunewire.v1.ParameterValue:\x02\x38\x01\"5\n\x10\x41\x64\x64TrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"7\n\x0fGetTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\"5\n\x10GetTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\x92\x01\n\x11ListTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\'\n\x06states\x18\x02 \x03(\x0e\x32\x17.tunewire.v1.TrialState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x11omit_measurements\x18\x05 \x01(\x08\"Q\n\x12ListTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x18ListOptimalTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"?\n\x19ListOptimalTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial2\xb2\n\n\rTuningService\x12P\n\x0b\x43reateStudy\x12\x1f.tunewire.v1.CreateStudyRequest\x1a .tunewire.v1.CreateStudyResponse\x12G\n\x08GetStudy\x12\x1c.tunewire.v1.GetStudyRequest\x1a\x1d.tunewire.v1.GetStudyResponse\x12P\n\x0bListStudies\x12\x1f.tunewire.v1.ListStudiesRequest\x1a .tunewire.v1.ListStudiesResponse\x12P\n\x0b\x44\x65leteStudy\x12\x1f.tunewire.v1.DeleteStudyRequest\x1a .tunewire.v1.DeleteStudyResponse\x12J\n\tStopStudy\x12\x1d.tunewire.v1.StopStudyRequest\x1a\x1e.tunewire.v1.StopStudyResponse\x12P\n\x0bResumeStudy\x12\x1f.tunewire.v1.ResumeStudyRequest\x1a .tunewire.v1.ResumeStudyResponse\x12V\n\rSuggestTrials\x12!.tunewire.v1.SuggestTrialsRequest\x1a\".tunewire.v1.SuggestTrialsResponse\x12\x62\n\x11ReportMeasurement\x12%.tunewire.v1.ReportMeasurementRequest\x1a&.tunewire.v1.ReportMeasurementResponse\x12J\n\tHeartbeat\x12\x1d.tunewire.v1.HeartbeatRequest\x1a\x1e.tunewire.v1.HeartbeatResponse\x12V\n\rCompleteTrial\x12!.tunewire.v1.CompleteTrialRequest\x1a\".tunewire.v1.CompleteTrialResponse\x12J\n\tFailTrial\x12\x1d.tunewire.v1.FailTrialRequest\x1a\x1e.tunewire.v1.FailTrialResponse\x12S\n\x0cReleaseTrial\x12 .tunewire.v1.ReleaseTrialRequest\x1a!.tunewire.v1.ReleaseTrialResponse\x12G\n\x08\x41\x64\x64Trial\x12\x1c.tunewire.v1.AddTrialRequest\x1a\x1d.tunewire.v1.AddTrialResponse\x12G\n\x08GetTrial\x12\x1c.tunewire.v1.GetTrialRequest\x1a\x1d.tunewire.v1.GetTrialResponse\x12M\n\nListTrials\x12\x1e.tunewire.v1.ListTrialsRequest\x1a\x1f.tunewire.v1.ListTrialsResponse\x12\x62\n\x11ListOptimalTrials\x12%.tunewire.v1.ListOptimalTrialsRequest\x1a&.tunewire.v1.ListOptimalTrialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tunewire/v1/tuning_service.proto\x12\x0btunewire.v1\x1a\x17tunewire/v1/study.proto\"H\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.tunewire.v1.StudySpec\"I\n\x13\x43reateStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x10GetStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\";\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x13ListStudiesResponse\x12#\n\x07studies\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteStudyResponse\" \n\x10StopStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x11StopStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\"\"\n\x12ResumeStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13ResumeStudyResponse\x12!\n\x05study\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Study\"L\n\x14SuggestTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\"l\n\x15SuggestTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial\x12\x12\n\nstudy_done\x18\x02 \x01(\x08\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\"\x95\x01\n\x18ReportMeasurementRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12-\n\x0bmeasurement\x18\x04 \x01(\x0b\x32\x18.tunewire.v1.Measurement\x12\x11\n\tlast_step\x18\x05 \x01(\x08\"b\n\x19ReportMeasurementResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x30\n\rstop_decision\x18\x02 \x01(\x0b\x32\x19.tunewire.v1.StopDecision\"K\n\x10HeartbeatRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\"K\n\x11HeartbeatResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12!\n\x05trial\x18\x02 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\x9f\x01\n\x14\x43ompleteTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x33\n\x11\x66inal_measurement\x18\x04 \x01(\x0b\x32\x18.tunewire.v1.Measurement\x12\x19\n\x11infeasible_reason\x18\x05 \x01(\t\":\n\x15\x43ompleteTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"[\n\x10\x46\x61ilTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"6\n\x11\x46\x61ilTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"N\n\x13ReleaseTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\"9\n\x14ReleaseTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\x80\x02\n\x0f\x41\x64\x64TrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12@\n\nparameters\x18\x02 \x03(\x0b\x32,.tunewire.v1.AddTrialRequest.ParametersEntry\x12\x33\n\x11\x66inal_measurement\x18\x03 \x01(\x0b\x32\x18.tunewire.v1.Measurement\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.tunewire.v1.ParameterValue:\x02\x38\x01\"5\n\x10\x41\x64\x64TrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"7\n\x0fGetTrialRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\"5\n\x10GetTrialResponse\x12!\n\x05trial\x18\x01 \x01(\x0b\x32\x12.tunewire.v1.Trial\"\x92\x01\n\x11ListTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\'\n\x06states\x18\x02 \x03(\x0e\x32\x17.tunewire.v1.TrialState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x11omit_measurements\x18\x05 \x01(\x08\"Q\n\x12ListTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x18ListOptimalTrialsRequest\x12\x12\n\nstudy_name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"?\n\x19ListOptimalTrialsResponse\x12\"\n\x06trials\x18\x01 \x03(\x0b\x32\x12.tunewire.v1.Trial2\xb2\n\n\rTuningService\x12P\n\x0b\x43reateStudy\x12\x1f.tunewire.v1.CreateStudyRequest\x1a .tunewire.v1.CreateStudyResponse\x12G\n\x08GetStudy\x12\x1c.tunewire.v1.GetStudyRequest\x1a\x1d.tunewire.v1.GetStudyResponse\x12P\n\x0bListStudies\x12\x1f.tunewire.v1.ListStudiesRequest\x1a .tunewire.v1.ListStudiesResponse\x12P\n\x0b\x44\x65leteStudy\x12\x1f.tunewire.v1.DeleteStudyRequest\x1a .tunewire.v1.DeleteStudyResponse\x12J\n\tStopStudy\x12\x1d.tunewire.v1.StopStudyRequest\x1a\x1e.tunewire.v1.StopStudyResponse\x12P\n\x0bResumeStudy\x12\x1f.tunewire.v1.ResumeStudyRequest\x1a .tunewire.v1.ResumeStudyResponse\x12V\n\rSuggestTrials\x12!.tunewire.v1.SuggestTrialsRequest\x1a\".tunewire.v1.SuggestTrialsResponse\x12\x62\n\x11ReportMeasurement\x12%.tunewire.v1.ReportMeasurementRequest\x1a&.tunewire.v1.ReportMeasurementResponse\x12J\n\tHeartbeat\x12\x1d.tunewire.v1.HeartbeatRequest\x1a\x1e.tunewire.v1.HeartbeatResponse\x12V\n\rCompleteTrial\x12!.tunewire.v1.CompleteTrialRequest\x1a\".tunewire.v1.CompleteTrialResponse\x12J\n\tFailTrial\x12\x1d.tunewire.v1.FailTrialRequest\x1a\x1e.tunewire.v1.FailTrialResponse\x12S\n\x0cReleaseTrial\x12 .tunewire.v1.ReleaseTrialRequest\x1a!.tunewire.v1.ReleaseTrialResponse\x12G\n\x08\x41\x64\x64Trial\x12\x1c.tunewire.v1.AddTrialRequest\x1a\x1d.tunewire.v1.AddTrialResponse\x12G\n\x08GetTrial\x12\x1c.tunewire.v1.GetTrialRequest\x1a\x1d.tunewire.v1.GetTrialResponse\x12M\n\nListTrials\x12\x1e.tunewire.v1.ListTrialsRequest\x1a\x1f.tunewire.v1.ListTrialsResponse\x12\x62\n\x11ListOptimalTrials\x12%.tunewire.v1.ListOptimalTrialsRequest\x1a&.tunewire.v1.ListOptimalTrialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,43 +63,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUGGESTTRIALSRESPONSE']._serialized_start=778
   _globals['_SUGGESTTRIALSRESPONSE']._serialized_end=886
   _globals['_REPORTMEASUREMENTREQUEST']._serialized_start=889
-  _globals['_REPORTMEASUREMENTREQUEST']._serialized_end=1019
-  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_start=1021
-  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_end=1119
-  _globals['_HEARTBEATREQUEST']._serialized_start=1121
-  _globals['_HEARTBEATREQUEST']._serialized_end=1196
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1198
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1273
-  _globals['_COMPLETETRIALREQUEST']._serialized_start=1276
-  _globals['_COMPLETETRIALREQUEST']._serialized_end=1435
-  _globals['_COMPLETETRIALRESPONSE']._serialized_start=1437
-  _globals['_COMPLETETRIALRESPONSE']._serialized_end=1495
-  _globals['_FAILTRIALREQUEST']._serialized_start=1497
-  _globals['_FAILTRIALREQUEST']._serialized_end=1588
-  _globals['_FAILTRIALRESPONSE']._serialized_start=1590
-  _globals['_FAILTRIALRESPONSE']._serialized_end=1644
-  _globals['_RELEASETRIALREQUEST']._serialized_start=1646
-  _globals['_RELEASETRIALREQUEST']._serialized_end=1724
-  _globals['_RELEASETRIALRESPONSE']._serialized_start=1726
-  _globals['_RELEASETRIALRESPONSE']._serialized_end=1783
-  _globals['_ADDTRIALREQUEST']._serialized_start=1786
-  _globals['_ADDTRIALREQUEST']._serialized_end=2022
-  _globals['_ADDTRIALREQUEST_PARAMETERSENTRY']._serialized_start=1944
-  _globals['_ADDTRIALREQUEST_PARAMETERSENTRY']._serialized_end=2022
-  _globals['_ADDTRIALRESPONSE']._serialized_start=2024
-  _globals['_ADDTRIALRESPONSE']._serialized_end=2077
-  _globals['_GETTRIALREQUEST']._serialized_start=2079
-  _globals['_GETTRIALREQUEST']._serialized_end=2134
-  _globals['_GETTRIALRESPONSE']._serialized_start=2136
-  _globals['_GETTRIALRESPONSE']._serialized_end=2189
-  _globals['_LISTTRIALSREQUEST']._serialized_start=2192
-  _globals['_LISTTRIALSREQUEST']._serialized_end=2338
-  _globals['_LISTTRIALSRESPONSE']._serialized_start=2340
-  _globals['_LISTTRIALSRESPONSE']._serialized_end=2421
-  _globals['_LISTOPTIMALTRIALSREQUEST']._serialized_start=2423
-  _globals['_LISTOPTIMALTRIALSREQUEST']._serialized_end=2484
-  _globals['_LISTOPTIMALTRIALSRESPONSE']._serialized_start=2486
-  _globals['_LISTOPTIMALTRIALSRESPONSE']._serialized_end=2549
-  _globals['_TUNINGSERVICE']._serialized_start=2552
-  _globals['_TUNINGSERVICE']._serialized_end=3882
+  _globals['_REPORTMEASUREMENTREQUEST']._serialized_end=1038
+  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_start=1040
+  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_end=1138
+  _globals['_HEARTBEATREQUEST']._serialized_start=1140
+  _globals['_HEARTBEATREQUEST']._serialized_end=1215
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1217
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1292
+  _globals['_COMPLETETRIALREQUEST']._serialized_start=1295
+  _globals['_COMPLETETRIALREQUEST']._serialized_end=1454
+  _globals['_COMPLETETRIALRESPONSE']._serialized_start=1456
+  _globals['_COMPLETETRIALRESPONSE']._serialized_end=1514
+  _globals['_FAILTRIALREQUEST']._serialized_start=1516
+  _globals['_FAILTRIALREQUEST']._serialized_end=1607
+  _globals['_FAILTRIALRESPONSE']._serialized_start=1609
+  _globals['_FAILTRIALRESPONSE']._serialized_end=1663
+  _globals['_RELEASETRIALREQUEST']._serialized_start=1665
+  _globals['_RELEASETRIALREQUEST']._serialized_end=1743
+  _globals['_RELEASETRIALRESPONSE']._serialized_start=1745
+  _globals['_RELEASETRIALRESPONSE']._serialized_end=1802
+  _globals['_ADDTRIALREQUEST']._serialized_start=1805
+  _globals['_ADDTRIALREQUEST']._serialized_end=2061
+  _globals['_ADDTRIALREQUEST_PARAMETERSENTRY']._serialized_start=1983
+  _globals['_ADDTRIALREQUEST_PARAMETERSENTRY']._serialized_end=2061
+  _globals['_ADDTRIALRESPONSE']._serialized_start=2063
+  _globals['_ADDTRIALRESPONSE']._serialized_end=2116
+  _globals['_GETTRIALREQUEST']._serialized_start=2118
+  _globals['_GETTRIALREQUEST']._serialized_end=2173
+  _globals['_GETTRIALRESPONSE']._serialized_start=2175
+  _globals['_GETTRIALRESPONSE']._serialized_end=2228
+  _globals['_LISTTRIALSREQUEST']._serialized_start=2231
+  _globals['_LISTTRIALSREQUEST']._serialized_end=2377
+  _globals['_LISTTRIALSRESPONSE']._serialized_start=2379
+  _globals['_LISTTRIALSRESPONSE']._serialized_end=2460
+  _globals['_LISTOPTIMALTRIALSREQUEST']._serialized_start=2462
+  _globals['_LISTOPTIMALTRIALSREQUEST']._serialized_end=2523
+  _globals['_LISTOPTIMALTRIALSRESPONSE']._serialized_start=2525
+  _globals['_LISTOPTIMALTRIALSRESPONSE']._serialized_end=2588
+  _globals['_TUNINGSERVICE']._serialized_start=2591
+  _globals['_TUNINGSERVICE']._serialized_end=3921
 # @@protoc_insertion_point(module_scope)

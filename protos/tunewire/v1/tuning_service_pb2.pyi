@@ -106,16 +106,18 @@ class SuggestTrialsResponse(_message.Message):
     def __init__(self, trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ..., study_done: _Optional[bool] = ..., retry_after_seconds: _Optional[float] = ...) -> None: ...
 
 class ReportMeasurementRequest(_message.Message):
-    __slots__ = ("study_name", "trial_id", "worker_id", "measurement")
+    __slots__ = ("study_name", "trial_id", "worker_id", "measurement", "last_step")
     STUDY_NAME_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     MEASUREMENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_STEP_FIELD_NUMBER: _ClassVar[int]
     study_name: str
     trial_id: int
     worker_id: str
     measurement: _study_pb2.Measurement
-    def __init__(self, study_name: _Optional[str] = ..., trial_id: _Optional[int] = ..., worker_id: _Optional[str] = ..., measurement: _Optional[_Union[_study_pb2.Measurement, _Mapping]] = ...) -> None: ...
+    last_step: bool
+    def __init__(self, study_name: _Optional[str] = ..., trial_id: _Optional[int] = ..., worker_id: _Optional[str] = ..., measurement: _Optional[_Union[_study_pb2.Measurement, _Mapping]] = ..., last_step: _Optional[bool] = ...) -> None: ...
 
 class ReportMeasurementResponse(_message.Message):
     __slots__ = ("should_stop", "stop_decision")
@@ -198,7 +200,7 @@ class ReleaseTrialResponse(_message.Message):
     def __init__(self, trial: _Optional[_Union[_study_pb2.Trial, _Mapping]] = ...) -> None: ...
 
 class AddTrialRequest(_message.Message):
-    __slots__ = ("study_name", "parameters", "final_measurement")
+    __slots__ = ("study_name", "parameters", "final_measurement", "request_id")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -209,10 +211,12 @@ class AddTrialRequest(_message.Message):
     STUDY_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     FINAL_MEASUREMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     study_name: str
     parameters: _containers.MessageMap[str, _study_pb2.ParameterValue]
     final_measurement: _study_pb2.Measurement
-    def __init__(self, study_name: _Optional[str] = ..., parameters: _Optional[_Mapping[str, _study_pb2.ParameterValue]] = ..., final_measurement: _Optional[_Union[_study_pb2.Measurement, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, study_name: _Optional[str] = ..., parameters: _Optional[_Mapping[str, _study_pb2.ParameterValue]] = ..., final_measurement: _Optional[_Union[_study_pb2.Measurement, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AddTrialResponse(_message.Message):
     __slots__ = ("trial",)

@@ -33,6 +33,11 @@ from tunewire.server.storage.sql.statements import BEGIN_DEFERRED, BEGIN_IMMEDIA
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
+class UnsupportedDatabase(ValueError):
+    """A database URL this server cannot use."""
+
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 DEFAULT_SQLITE_FILE = "tunewire.db"
 # PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock.
@@ -59,7 +64,18 @@ class SqlStorage:
     The store for the dialect (SQLite or PostgreSQL) is chosen here, once."""
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        """Opens the database at `url` and migrates it to the current schema.
+
+        Raises:
+            UnsupportedDatabase: a URL of another database than SQLite or PostgreSQL.
+            StorageUnavailable: the database cannot be reached.
+        """
         self.url = normalise_url(url or default_storage_url())
+        if not self.url.startswith(("sqlite:", "postgresql")):
+            raise UnsupportedDatabase(
+                f"unsupported database URL {self.url.split(':', 1)[0]!r}: use "
+                "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
         self.engine = self._create_engine(self.url)
         # SQLite has one writer at a time. Queueing this process's transactions on a lock
         # avoids SQLite's busy handler, which sleeps in steps of up to 100 ms; other
@@ -115,13 +131,22 @@ class SqlStorage:
         return create_engine(url, poolclass=NullPool)
 
     def migrate(self) -> None:
-        """Applies Alembic migrations up to head (safe when replicas start together)."""
+        """Applies Alembic migrations up to head (safe when replicas start together).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+        try:
+            with self.engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        except OperationalError as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StorageUnavailable(f"cannot reach the database {where}: {reason}") from exc
 
     def run(
         self, fn: Callable[[StudyStore], T], *, attempts: int = 8, read_only: bool = False

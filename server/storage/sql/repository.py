@@ -151,12 +151,14 @@ class SqlStudyStore:
         after_id: int = 0,
         ids: Sequence[int] | None = None,
         lease_before: float | None = None,
+        request_id: str | None = None,
         limit: int | None = None,
     ) -> list[Trial]:
         state_list = [s.value for s in states]
         if ids is not None and not ids:
             return []
-        if len(state_list) == 1 and not after_id and ids is None and lease_before is None:
+        prebuilt = ids is None and lease_before is None and request_id is None
+        if len(state_list) == 1 and not after_id and prebuilt:
             # The shapes a suggestion asks for, prebuilt.
             cursor = None
             if worker_id is not None and limit is None:
@@ -181,6 +183,8 @@ class SqlStudyStore:
             conditions.append(trials.c.trial_id.in_(list(ids)))
         if lease_before is not None:
             conditions.append(trials.c.lease_expires < lease_before)
+        if request_id is not None:
+            conditions.append(trials.c.request_id == request_id)
         stmt = select(trials).where(and_(*conditions)).order_by(trials.c.trial_id)
         if limit is not None:
             stmt = stmt.limit(limit)

@@ -47,6 +47,11 @@ def trial_from_row(study: StudyRecord, row: Mapping[Any, Any]) -> Trial:
         start_time=float(row["started_at"]),
         end_time=float(row["ended_at"]),
         lease_expires=float(row["lease_expires"]),
+        final_step=None if row["final_step"] is None else int(row["final_step"]),
+        final_elapsed_seconds=(
+            None if row["final_elapsed_seconds"] is None else float(row["final_elapsed_seconds"])
+        ),
+        request_id=row["request_id"] or "",
     )
 
 
@@ -77,6 +82,9 @@ def trial_columns(t: Trial) -> dict[str, Any]:
         "final_metrics_json": _final_metrics_json(t.final_metrics),
         "reason": t.reason,
         **_stop_columns(t.stop_decision),
+        "final_step": t.final_step,
+        "final_elapsed_seconds": t.final_elapsed_seconds,
+        "request_id": t.request_id or None,
     }
 
 
@@ -92,6 +100,10 @@ def changed_columns(before: Trial, after: Trial) -> dict[str, Any]:
         out["worker_id"] = after.worker_id
     if after.final_metrics != before.final_metrics:
         out["final_metrics_json"] = _final_metrics_json(after.final_metrics)
+    if after.final_step != before.final_step:
+        out["final_step"] = after.final_step
+    if after.final_elapsed_seconds != before.final_elapsed_seconds:
+        out["final_elapsed_seconds"] = after.final_elapsed_seconds
     if after.reason != before.reason:
         out["reason"] = after.reason
     if after.stop_decision != before.stop_decision:

@@ -49,9 +49,15 @@ trials = Table(
     Column("stop_step", BigInteger, nullable=True),
     Column("stop_rule", String(32), nullable=False, server_default=""),
     Column("stop_reason", Text, nullable=False, server_default=""),
+    # The final measurement's step and elapsed seconds (NULL: not given).
+    Column("final_step", BigInteger, nullable=True),
+    Column("final_elapsed_seconds", Float, nullable=True),
+    # AddTrial's client-chosen request id, which makes it safe to retry (NULL: none).
+    Column("request_id", String(128), nullable=True),
     ForeignKeyConstraint(["study_id"], ["studies.id"], ondelete="CASCADE"),
     Index("ix_trials_study_state_id", "study_id", "state", "trial_id"),
     Index("ix_trials_study_worker", "study_id", "worker_id"),
+    Index("ix_trials_study_request", "study_id", "request_id", unique=True),
 )
 
 measurements = Table(

@@ -36,6 +36,10 @@ SPEC = StudySpec.from_dict(
 )
 
 
+def M(metrics: dict[str, float], step: int = 0) -> Measurement:
+    return Measurement(step, metrics)
+
+
 def running(worker: str = "w1", **changes: object) -> Trial:
     trial = lifecycle.new_trial({"x": 0.5}, TrialSource.ALGORITHM, 10.0)
     trial = lifecycle.start(trial, worker, 11.0, 71.0)
@@ -60,15 +64,16 @@ def test_a_new_trial_waits_then_starts_with_a_lease() -> None:
 
 def test_only_the_holder_of_an_active_trial_may_act_on_it() -> None:
     trial = running("w1")
-    assert lifecycle.held(trial, "w1", "report on") is trial
+    assert lifecycle.held(trial, "w1", "report on", 12.0) is trial
     with pytest.raises(TrialNotHeld, match="held by worker 'w1', not 'w2'"):
-        lifecycle.held(trial, "w2", "report on")
+        lifecycle.held(trial, "w2", "report on", 12.0)
     with pytest.raises(TrialNotStarted, match="SuggestTrials"):
-        lifecycle.held(lifecycle.release(trial), "w1", "complete")
-    with pytest.raises(LeaseExpired, match="lease timeout"):
-        lifecycle.held(lifecycle.expire(trial, 80.0), "w1", "heartbeat")
+        lifecycle.held(lifecycle.release(trial), "w1", "complete", 12.0)
+    with pytest.raises(LeaseExpired, match="lease_timeout_seconds") as lost:
+        lifecycle.held(lifecycle.expire(trial, 80.0), "w1", "heartbeat", 272.0)
+    assert "1970-01-01 00:01:11 UTC" in str(lost.value) and "3 min 12 s ago" in str(lost.value)
     with pytest.raises(TrialFinished, match="already failed"):
-        lifecycle.held(lifecycle.fail(trial, "boom", 20.0), "w1", "complete")
+        lifecycle.held(lifecycle.fail(trial, "boom", 20.0), "w1", "complete", 21.0)
     # Each is a failed precondition at the edge.
     assert issubclass(TrialNotHeld, FailedPrecondition)
     assert issubclass(LeaseExpired, FailedPrecondition)
@@ -80,7 +85,7 @@ def test_an_expired_lease_loses_the_trial_and_queues_a_retry_while_retries_last(
     assert lifecycle.lease_expired(trial, 71.5)
     lost = lifecycle.expire(trial, 72.0)
     assert lost.state is TrialState.LOST and lost.end_time == 72.0
-    assert "lease expired" in lost.reason and "'w1'" in lost.reason
+    assert "lease expired at 1970-01-01 00:01:11 UTC" in lost.reason and "'w1'" in lost.reason
     again = lifecycle.retry(lost, 72.0, SPEC.max_trial_retries)
     assert again is not None
     assert (again.state, again.source, again.retry_of, again.attempt) == (
@@ -95,11 +100,15 @@ def test_an_expired_lease_loses_the_trial_and_queues_a_retry_while_retries_last(
 
 def test_completion_takes_the_final_metrics_or_the_last_report() -> None:
     trial = running()
-    done = lifecycle.complete(trial, SPEC, {"loss": 0.5, "acc": 0.9}, "", None, 20.0)
+    done = lifecycle.complete(trial, SPEC, M({"loss": 0.5, "acc": 0.9}), "", None, 20.0)
     assert done.state is TrialState.COMPLETED and done.final_metrics == {"loss": 0.5, "acc": 0.9}
     assert done.end_time == 20.0 and done.lease_expires == 0.0
-    last = Measurement(3, {"loss": 0.4, "acc": 0.8})
-    assert lifecycle.complete(trial, SPEC, None, "", last, 20.0).final_metrics == last.metrics
+    last = Measurement(3, {"loss": 0.4, "acc": 0.8}, elapsed_seconds=7.5)
+    from_last = lifecycle.complete(trial, SPEC, None, "", last, 20.0)
+    assert from_last.final_metrics == last.metrics
+    assert (from_last.final_step, from_last.final_elapsed_seconds) == (3, 7.5)
+    given = lifecycle.complete(trial, SPEC, M({"loss": 0.1, "acc": 1.0}, step=9), "", last, 20.0)
+    assert (given.final_step, given.final_elapsed_seconds) == (9, 7.5)
     stopped = lifecycle.stop(trial, StopDecision(3, "median", "worse"))
     assert lifecycle.complete(stopped, SPEC, None, "", last, 20.0).state is TrialState.STOPPED_EARLY
 
@@ -109,14 +118,16 @@ def test_completion_refuses_what_cannot_be_a_result() -> None:
     with pytest.raises(InvalidArgument, match="no reports"):
         lifecycle.complete(trial, SPEC, None, "", None, 20.0)
     with pytest.raises(InvalidArgument, match=r"lacks the study's metrics \['acc'\]"):
-        lifecycle.complete(trial, SPEC, {"loss": 0.5}, "", None, 20.0)
+        lifecycle.complete(trial, SPEC, M({"loss": 0.5}), "", None, 20.0)
     with pytest.raises(InvalidArgument, match="not finite"):
-        lifecycle.complete(trial, SPEC, {"loss": 0.5, "acc": 0.9, "x": float("nan")}, "", None, 0)
+        lifecycle.complete(
+            trial, SPEC, M({"loss": 0.5, "acc": 0.9, "x": float("nan")}), "", None, 0
+        )
 
 
 def test_a_non_finite_objective_or_a_reason_makes_the_trial_infeasible() -> None:
     trial = running()
-    nan = lifecycle.complete(trial, SPEC, {"loss": float("nan"), "acc": 1.0}, "", None, 20.0)
+    nan = lifecycle.complete(trial, SPEC, M({"loss": float("nan"), "acc": 1.0}), "", None, 20.0)
     assert nan.state is TrialState.INFEASIBLE and nan.final_metrics is None
     assert "non-finite" in nan.reason
     oom = lifecycle.complete(trial, SPEC, None, "out of memory", None, 20.0)
@@ -124,11 +135,11 @@ def test_a_non_finite_objective_or_a_reason_makes_the_trial_infeasible() -> None
 
 
 def test_a_retried_completion_is_recognised() -> None:
-    done = lifecycle.complete(running("w1"), SPEC, {"loss": 0.5, "acc": 0.9}, "", None, 20.0)
-    assert lifecycle.repeats_completion(done, "w1", {"loss": 0.5, "acc": 0.9}, "")
+    done = lifecycle.complete(running("w1"), SPEC, M({"loss": 0.5, "acc": 0.9}), "", None, 20.0)
+    assert lifecycle.repeats_completion(done, "w1", M({"loss": 0.5, "acc": 0.9}), "")
     assert lifecycle.repeats_completion(done, "w1", None, "")
-    assert not lifecycle.repeats_completion(done, "w2", {"loss": 0.5, "acc": 0.9}, "")
-    assert not lifecycle.repeats_completion(done, "w1", {"loss": 0.6, "acc": 0.9}, "")
+    assert not lifecycle.repeats_completion(done, "w2", M({"loss": 0.5, "acc": 0.9}), "")
+    assert not lifecycle.repeats_completion(done, "w1", M({"loss": 0.6, "acc": 0.9}), "")
     assert not lifecycle.repeats_completion(done, "w1", None, "oom")
     assert not lifecycle.repeats_completion(running("w1"), "w1", None, "")
 
@@ -142,7 +153,7 @@ def test_release_queues_the_trial_again_from_scratch() -> None:
 
 
 def test_a_recorded_result_is_a_completed_user_trial() -> None:
-    trial = lifecycle.recorded({"x": 0.1}, SPEC, {"loss": 1.0, "acc": 0.5}, 5.0)
+    trial = lifecycle.recorded({"x": 0.1}, SPEC, M({"loss": 1.0, "acc": 0.5}), 5.0)
     assert (trial.state, trial.source, trial.start_time, trial.end_time) == (
         TrialState.COMPLETED,
         TrialSource.USER,
@@ -150,9 +161,9 @@ def test_a_recorded_result_is_a_completed_user_trial() -> None:
         5.0,
     )
     with pytest.raises(InvalidArgument, match="lacks"):
-        lifecycle.recorded({"x": 0.1}, SPEC, {"loss": 1.0}, 5.0)
+        lifecycle.recorded({"x": 0.1}, SPEC, M({"loss": 1.0}), 5.0)
     with pytest.raises(InvalidArgument, match="not finite"):
-        lifecycle.recorded({"x": 0.1}, SPEC, {"loss": float("inf"), "acc": 0.5}, 5.0)
+        lifecycle.recorded({"x": 0.1}, SPEC, M({"loss": float("inf"), "acc": 0.5}), 5.0)
 
 
 def test_reports_need_an_objective_and_a_repeated_step_its_values() -> None:

@@ -140,7 +140,7 @@ def test_sqlite_median_decisions_read_peers_outside_the_write_lock(
             t = service.suggest_trials("peers", 1, f"done{i}").trials[0]
             for step in range(3):
                 trials.report("peers", t.id, f"done{i}", Measurement(step, {"loss": 1 + i / 10}))
-            service.complete_trial("peers", t.id, f"done{i}", {"loss": 1 + i / 10})
+            service.complete_trial("peers", t.id, f"done{i}", Measurement(0, {"loss": 1 + i / 10}))
         slow = service.suggest_trials("peers", 1, "slow").trials[0]
         other = service.suggest_trials("peers", 1, "other").trials[0]
         assert trials.stopping.reads_peers("peers")  # learnt from the reports above

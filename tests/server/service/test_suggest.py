@@ -83,7 +83,7 @@ def test_reports_and_other_studies_go_on_while_a_suggestion_is_computed(
         # The suggestion is inside the optimiser: writes to the same database go through.
         decision, _ = service.report("busy", running.id, "w1", Measurement(0, {"loss": 0.5}))
         assert decision is None
-        service.complete_trial("busy", running.id, "w1", {"loss": 0.4})
+        service.complete_trial("busy", running.id, "w1", Measurement(0, {"loss": 0.4}))
         other = service.suggest_trials("other", 1, "w3").trials  # not held: gate holds one
         assert len(other) == 1
         assert thread.is_alive()
@@ -139,7 +139,9 @@ def test_a_study_that_keeps_changing_is_answered_by_the_final_transaction(
     def busy_elsewhere(algorithm: GaussianProcessSearch, request: Any) -> Any:
         requests.append(request)
         if len(requests) <= SUGGEST_OPTIMISTIC_ROUNDS:
-            elsewhere.add_trial("s", {"x": 0.1 * len(requests), "y": 0.5}, {"loss": 1.0})
+            elsewhere.add_trial(
+                "s", {"x": 0.1 * len(requests), "y": 0.5}, Measurement(0, {"loss": 1.0})
+            )
         return real(algorithm, request)
 
     try:

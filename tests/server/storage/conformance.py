@@ -134,7 +134,9 @@ class StorageConformance:
             lifecycle.start(queued, "w1", 11.0, 71.0),
             lambda t: lifecycle.stop(t, StopDecision(3, "median", "worse than the median")),
             lambda t: lifecycle.renew(t, 99.5),
-            lambda t: lifecycle.complete(t, _spec("loss"), {"loss": 0.25}, "", None, 120.0),
+            lambda t: lifecycle.complete(
+                t, _spec("loss"), Measurement(5, {"loss": 0.25}, 2.5), "", None, 120.0
+            ),
         ]
         current = queued
         for step in steps:
@@ -225,7 +227,9 @@ class StorageConformance:
             for v in values:
                 new = _new()
                 if v is not None:
-                    new = lifecycle.recorded(new.parameters, _spec(), {"val.loss": v}, 5.0)
+                    new = lifecycle.recorded(
+                        new.parameters, _spec(), Measurement(0, {"val.loss": v}), 5.0
+                    )
                 store.add_trials(s, [new])
 
         _in(storage, study, setup)
@@ -297,9 +301,8 @@ class StorageConformance:
                     store.add_measurement(s, tid, m, value)
                 done = lifecycle.start(trial, "w", 1.0, 9.0)
                 if tid != 3:
-                    done = lifecycle.complete(
-                        done, _spec("loss"), {"loss": curve[-1]}, "", None, 2.0
-                    )
+                    final = Measurement(len(curve) - 1, {"loss": curve[-1]})
+                    done = lifecycle.complete(done, _spec("loss"), final, "", None, 2.0)
                 store.save_trial(s, trial, done)
 
         _in(storage, study, setup)

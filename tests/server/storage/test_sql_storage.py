@@ -136,7 +136,7 @@ def test_queries_by_trial_state_use_the_state_index(tmp_path: Path) -> None:
         for i in range(30):
             trial = service.suggest_trials("plans", 1, f"w{i % 3}").trials[0]
             service.report("plans", trial.id, f"w{i % 3}", Measurement(0, {"loss": 1.0}))
-            service.complete_trial("plans", trial.id, f"w{i % 3}", {"loss": 1.0})
+            service.complete_trial("plans", trial.id, f"w{i % 3}", Measurement(0, {"loss": 1.0}))
     finally:
         service.close()
     by_state = {s for s in statements if re.search(r"FROM trials\s+WHERE.*\.state = '", s, re.S)}
@@ -175,7 +175,9 @@ def test_peer_values_computed_in_sql_match_the_rules_reference(storage_url: str)
             if fate == 0:
                 service.fail_trial("peers", trial.id, worker, "boom")
             elif fate in (1, 2):
-                service.complete_trial("peers", trial.id, worker, {metric: 0.0, "acc": 0.5})
+                service.complete_trial(
+                    "peers", trial.id, worker, Measurement(0, {metric: 0.0, "acc": 0.5})
+                )
             # fate 3: still running
 
         def check(store: StudyStore) -> int:
@@ -323,8 +325,8 @@ def test_best_trials_ranked_in_sql_match_a_ranking_in_python(storage_url: str, g
             elif i % 5 == 4:
                 service.complete_trial("rank", trial.id, worker, None, "out of memory")
             else:
-                service.complete_trial("rank", trial.id, worker, {metric: value})
-        service.add_trial("rank", {"x": 0.5}, {metric: 0.5})  # a tie, added by hand
+                service.complete_trial("rank", trial.id, worker, Measurement(0, {metric: value}))
+        service.add_trial("rank", {"x": 0.5}, Measurement(0, {metric: 0.5}))  # a tie, added by hand
         finished = [
             t
             for t in service.list_trials("rank", [], 100, 0)[0]
@@ -352,7 +354,7 @@ def test_the_trial_budget_count_matches_a_count_of_the_rows(storage_url: str) ->
             service.suggest_trials("budget", 1, f"w{i}")
         now[0] += 61  # all six leases expire: six LOST, six retries REQUESTED
         service.add_trial("budget", {"x": 0.5}, None)
-        service.add_trial("budget", {"x": 0.25}, {"loss": 1.0})
+        service.add_trial("budget", {"x": 0.25}, Measurement(0, {"loss": 1.0}))
         for i in range(3):  # three retries handed out again
             service.suggest_trials("budget", 1, f"v{i}")
 

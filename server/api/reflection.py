@@ -1,0 +1,94 @@
+"""Server reflection, as `grpc.reflection.v1` and the older `v1alpha`, answering the
+API's files with their source comments, so that reflection clients (`grpcurl describe`)
+show the documentation of every RPC, message and field."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
+
+import tunewire.v1
+
+log = logging.getLogger(__name__)
+V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+# protos/generate.sh writes it beside the generated code, from the .proto files.
+DESCRIPTORS = Path(tunewire.v1.__file__).resolve().parent / "descriptors.binpb"
+
+
+def documented_files() -> dict[str, bytes]:
+    """The API's FileDescriptorProtos with source comments, by file name (none, and a
+    warning, when an install lacks the file: reflection then answers without comments)."""
+    try:
+        files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTORS.read_bytes())
+    except OSError as exc:
+        log.warning("reflection without documentation: %s", exc)
+        return {}
+    return {f.name: f.SerializeToString() for f in files.file}
+
+
+class DocumentedReflection(ReflectionServicer):
+    """The reflection servicer, answering the files it has comments for from them."""
+
+    def __init__(self, service_names: Iterable[str], documented: dict[str, bytes]) -> None:
+        super().__init__(service_names)
+        self._documented = documented
+        self._pool = descriptor_pool.Default()
+
+    def _file_by_filename(self, request: Any, filename: str) -> Any:
+        try:
+            return self._answer(self._pool.FindFileByName(filename), request)
+        except KeyError:
+            return super()._file_by_filename(request, filename)
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        try:
+            return self._answer(self._pool.FindFileContainingSymbol(fully_qualified_name), request)
+        except KeyError:
+            return super()._file_containing_symbol(request, fully_qualified_name)
+
+    def _answer(self, descriptor: Any, request: Any) -> Any:
+        """The file and its transitive dependencies, each documented where possible."""
+        files: dict[str, Any] = {}
+        pending = [descriptor]
+        while pending:
+            current = pending.pop()
+            if current.name not in files:
+                files[current.name] = current
+                pending.extend(current.dependencies)
+        serialized = []
+        for name, file in files.items():
+            if name in self._documented:
+                serialized.append(self._documented[name])
+            else:
+                proto = descriptor_pb2.FileDescriptorProto()
+                file.CopyToProto(proto)
+                serialized.append(proto.SerializeToString())
+        return reflection_pb2.ServerReflectionResponse(
+            file_descriptor_response=reflection_pb2.FileDescriptorResponse(
+                file_descriptor_proto=serialized
+            ),
+            original_request=request,
+        )
+
+
+def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    """Serves reflection on `server` for these services, as v1 and v1alpha (the two
+    protocols are the same messages under two package names)."""
+    names = (*service_names, reflection.SERVICE_NAME, V1_SERVICE)
+    servicer = DocumentedReflection(names, documented_files())
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    for service in (reflection.SERVICE_NAME, V1_SERVICE):
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"ServerReflectionInfo": handler}),)
+        )

@@ -1,0 +1,101 @@
+"""Server reflection as a client of either protocol sees it: v1 and v1alpha list the
+services and answer the API's files with their documentation (source comments)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+from tunewire.server.app import RunningServer
+
+PROTOCOLS = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+
+
+def ask(
+    server: RunningServer, service: str, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    """A reflection conversation (the v1 messages are v1alpha's, under another package)."""
+    channel = grpc.insecure_channel(server.target)
+    try:
+        call = channel.stream_stream(
+            f"/{service}/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        return list(call(iter(requests), timeout=30))
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+def server(sqlite_server: RunningServer) -> Iterator[RunningServer]:
+    yield sqlite_server
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_reflection_lists_the_services(server: RunningServer, protocol: str) -> None:
+    (answer,) = ask(server, protocol, reflection_pb2.ServerReflectionRequest(list_services=""))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"tunewire.v1.TuningService", "grpc.health.v1.Health", *PROTOCOLS} <= names
+
+
+def comments(answer: reflection_pb2.ServerReflectionResponse) -> dict[str, str]:
+    """Leading comments of the services' methods, by method name."""
+    out = {}
+    for raw in answer.file_descriptor_response.file_descriptor_proto:
+        file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for location in file.source_code_info.location:
+            path = list(location.path)
+            # [6, service index, 2, method index]: a method of a service.
+            if len(path) == 4 and path[0] == 6 and path[2] == 2:
+                method = file.service[path[1]].method[path[3]]
+                out[method.name] = location.leading_comments
+    return out
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_api_is_described_with_its_documentation(server: RunningServer, protocol: str) -> None:
+    (by_symbol, by_file) = ask(
+        server,
+        protocol,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="tunewire.v1.TuningService"),
+        reflection_pb2.ServerReflectionRequest(file_by_filename="tunewire/v1/study.proto"),
+    )
+    documented = comments(by_symbol)
+    assert "Hands trials to a worker" in documented["SuggestTrials"]
+    assert len(documented) == 16 and all(documented.values())
+    names = {
+        descriptor_pb2.FileDescriptorProto.FromString(raw).name
+        for raw in by_symbol.file_descriptor_response.file_descriptor_proto
+    }
+    assert names == {
+        "tunewire/v1/tuning_service.proto",
+        "tunewire/v1/study.proto",
+        "google/protobuf/timestamp.proto",
+    }
+    study = descriptor_pb2.FileDescriptorProto.FromString(
+        by_file.file_descriptor_response.file_descriptor_proto[0]
+    )
+    assert any(
+        "search space" in location.leading_comments.lower()
+        for location in study.source_code_info.location
+    )
+    (health,) = ask(
+        server,
+        protocol,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health"),
+    )
+    assert health.file_descriptor_response.file_descriptor_proto
+
+
+def test_an_unknown_symbol_is_not_found(server: RunningServer) -> None:
+    (answer,) = ask(
+        server,
+        PROTOCOLS[0],
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Thing"),
+    )
+    assert answer.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
