@@ -41,6 +41,7 @@ COPY pyproject.toml README.md /src/
 COPY protos/ /src/protos/
 COPY server/ /src/server/
 COPY client/ /src/client/
+COPY integrations/ /src/integrations/
 COPY trainer/ /src/trainer/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
       --no-deps --no-build-isolation --target /opt/tunewire /src \
@@ -96,6 +97,7 @@ COPY pyproject.toml README.md /src/
 COPY protos/ /src/protos/
 COPY server/ /src/server/
 COPY client/ /src/client/
+COPY integrations/ /src/integrations/
 COPY trainer/ /src/trainer/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
       --no-deps --no-build-isolation --target /opt/tunewire /src \

@@ -2,7 +2,9 @@
 parts register as entry points (serve, train, demo), loaded only when run.
 
 Client commands read --server/--token/--tls-ca or TUNEWIRE_SERVER/TUNEWIRE_TOKEN/
-TUNEWIRE_TLS_CA; `serve` reads its flags or TUNEWIRE_<FLAG> (see README).
+TUNEWIRE_TLS_CA; `serve` reads its flags or TUNEWIRE_<FLAG> (see README). They are for a
+person at a terminal, so an unreachable server is retried only briefly (--server-wait)
+before they say what to check; workers (`tunewire train`) wait far longer.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ import json
 import logging
 import os
 import sys
+import time
 from importlib.metadata import entry_points
 from typing import Any
 
 from tunewire.client.client import TrialRecord, TunewireClientError, TuningClient
+from tunewire.client.records import STATE_VALUES
 from tunewire.client.spec import SpecError, load_spec_file
+from tunewire.client.troubleshooting import explain_failure
 from tunewire.v1 import study_pb2 as pb
+
+# How long an interactive command retries an unreachable server: long enough for a server
+# started a moment ago, short enough that a wrong address or TLS setting shows at once.
+DEFAULT_SERVER_WAIT_S = 5.0
 
 
 def _client(args: argparse.Namespace) -> TuningClient:
@@ -29,7 +38,7 @@ def _client(args: argparse.Namespace) -> TuningClient:
         tls=args.tls,
         tls_ca=args.tls_ca or None,
         timeout=args.timeout,
-        retry_timeout=args.timeout,
+        retry_timeout=args.server_wait,
     )
 
 
@@ -55,6 +64,13 @@ def _add_client_flags(p: argparse.ArgumentParser) -> None:
         help="CA certificate PEM for TLS (env TUNEWIRE_TLS_CA)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument(
+        "--server-wait",
+        type=float,
+        default=DEFAULT_SERVER_WAIT_S,
+        metavar="SECONDS",
+        help="retry an unreachable server this long (default %(default)g)",
+    )
 
 
 def _format_params(params: dict[str, Any]) -> str:
@@ -80,8 +96,14 @@ def _study_summary(study: pb.Study) -> str:
     )
 
 
-def _trial_line(t: TrialRecord) -> str:
-    metrics = ", ".join(f"{k}={v:.5g}" for k, v in (t.final_metrics or {}).items())
+def _metric_order(metrics: dict[str, float], objectives: list[str]) -> list[str]:
+    """The study's objectives first (in the spec's order), then the other metrics sorted."""
+    return [m for m in objectives if m in metrics] + sorted(set(metrics) - set(objectives))
+
+
+def _trial_line(t: TrialRecord, objectives: list[str]) -> str:
+    final = t.final_metrics or {}
+    metrics = ", ".join(f"{k}={final[k]:.5g}" for k in _metric_order(final, objectives))
     extra = ""
     if t.stopped_at_step is not None:
         extra = f" [stopped at step {t.stopped_at_step} by {t.stop_rule}]"
@@ -100,19 +122,24 @@ def cmd_study(args: argparse.Namespace) -> int:
         study = client.create_study(str(name), spec)
         print(_study_summary(study))
     elif args.action == "list":
-        for study in client.list_studies():
+        studies = client.list_studies()
+        if not studies:
+            print(f"no studies on {args.server} (create one with `tunewire study create FILE`)")
+        for study in studies:
             print(_study_summary(study))
     elif args.action == "show":
         study = client.get_study(args.name)
         print(_study_summary(study))
+        objectives = [m.name for m in study.spec.metrics]
         for t in client.list_trials(args.name, measurements=False):
-            print(_trial_line(t))
+            print(_trial_line(t, objectives))
     elif args.action == "best":
         best = client.best_trials(args.name, args.count)
         if not best:
             print(f"study {args.name}: no finished trial yet")
+        objectives = [m.name for m in client.study_spec(args.name).metrics]
         for t in best:
-            print(_trial_line(t))
+            print(_trial_line(t, objectives))
     elif args.action == "export":
         trials = client.list_trials(args.name, measurements=args.format == "json")
         text = _export(trials, args.format)
@@ -158,8 +185,10 @@ def _export(trials: list[TrialRecord], fmt: str) -> str:
 
 def cmd_trial(args: argparse.Namespace) -> int:
     client = _client(args)
-    for t in client.list_trials(args.name, args.state or (), measurements=False):
-        print(_trial_line(t))
+    trials = client.list_trials(args.name, args.state or (), measurements=False)
+    objectives = [m.name for m in client.study_spec(args.name).metrics]
+    for t in trials:
+        print(_trial_line(t, objectives))
     return 0
 
 
@@ -217,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument(
         "--state",
         action="append",
-        help="only this state (repeatable): requested, active, completed, "
-        "stopped_early, infeasible, failed, lost",
+        choices=list(STATE_VALUES),
+        metavar="STATE",
+        help=f"only this state (repeatable): {', '.join(STATE_VALUES)}",
     )
     _add_client_flags(tl)
     trial.set_defaults(func=cmd_trial)
@@ -233,11 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         command_main = plugins[argv[0]].load()
         return int(command_main(argv[1:]))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The client logs each retry at WARNING; the error below says what to check instead.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`tunewire study show X | head`): stop quietly with the
+        # status of a process ended by SIGPIPE, and keep Python from failing again when it
+        # flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except TunewireClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        tls = args.tls or bool(args.tls_ca)
+        waited = time.monotonic() - started
+        hint = explain_failure(exc, target=args.server, tls=tls, waited=waited)
+        print(f"error: {hint}", file=sys.stderr)
         return 1
     except (SpecError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,8 @@ from tunewire.client.spec import value_from_pb
 from tunewire.v1 import study_pb2 as pb
 
 STATE_NAMES = {v: k.removeprefix("TRIAL_STATE_").lower() for k, v in pb.TrialState.items()}
-STATE_VALUES = {v: k for k, v in STATE_NAMES.items()}
+# The states a trial can be in, by name in the API's order ("unspecified" is no state).
+STATE_VALUES = {v: k for k, v in STATE_NAMES.items() if k != pb.TRIAL_STATE_UNSPECIFIED}
 
 
 class TunewireClientError(Exception):

@@ -4,10 +4,10 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` for a quick run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev
+bash scripts/install.sh dev,lightning,huggingface
 . .venv/bin/activate
 bash protos/generate.sh --check
 (cd protos && buf lint)
-ruff check server client trainer tests benchmarks
+ruff check server client trainer integrations tests benchmarks
 bash scripts/typecheck.sh
 python -m pytest "$@"

@@ -29,6 +29,7 @@ from tunewire.server.service.stopping import StopDecisions
 from tunewire.server.service.studies import StudyService
 from tunewire.server.service.suggest import (
     CombiningSuggest,
+    InFlightSuggestions,
     OptimisticSuggest,
     Suggestions,
     SuggestStrategy,
@@ -64,7 +65,7 @@ def compose_service(
         suggest = CombiningSuggest(suggestions, calls)
     studies = StudyService(access)
     trials = TrialService(access, StopDecisions(access))
-    return TuningService(studies, trials, suggest, calls)
+    return TuningService(studies, trials, InFlightSuggestions(suggest), calls)
 
 
 class _EventLoopThread:

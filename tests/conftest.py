@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer, run_in_background
@@ -18,25 +19,35 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-def _pg_available() -> bool:
+# A silent address (a firewall dropping packets) must not stall the run for minutes.
+PG_CONNECT_TIMEOUT_S = 3
+
+
+def pg_unreachable() -> str | None:
+    """None when PostgreSQL answers at PG_ADMIN_URL, else why not and what to set."""
     try:
-        engine = create_engine(PG_ADMIN_URL)
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         engine.dispose()
-        return True
+        return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable here"
-        print(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-        return False
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shown = make_url(PG_ADMIN_URL).render_as_string(hide_password=True)
+        return (
+            f"PostgreSQL is not reachable at {shown} ({why}); set TUNEWIRE_TEST_PG "
+            "to the admin URL of a reachable server"
+        )
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A freshly created PostgreSQL database for this test run, dropped afterwards."""
-    if not _pg_available():
+    message = pg_unreachable()
+    if message is not None:
         if os.environ.get("CI"):
-            pytest.fail("PostgreSQL must be reachable in CI (127.0.0.1:5432)")
-        pytest.skip("PostgreSQL is not reachable")
+            pytest.fail(message)
+        pytest.skip(message)
     name = f"tw_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -89,6 +100,21 @@ def sqlite_server(tmp_path: Path) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop(0)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) of a self-signed certificate for localhost and 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 @pytest.fixture

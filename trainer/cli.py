@@ -222,7 +222,8 @@ def format_summary(summaries: Sequence[WorkerSummary]) -> str:
     bests = [(s, s.best()) for s in summaries]
     found = [(s, b) for s, b in bests if b is not None and b.metrics]
     if found:
-        s, best = min(found, key=lambda sb: sb[1].metrics[sb[0].objective])  # type: ignore[index]
+        pick = max if found[0][0].maximize else min
+        s, best = pick(found, key=lambda sb: sb[1].metrics[sb[0].objective])  # type: ignore[index]
         assert best is not None and best.metrics is not None
         lines.append(
             f"best trial of these workers: #{best.trial_id} "

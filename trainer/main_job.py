@@ -7,6 +7,7 @@ Everything runs on this machine; it takes a few minutes on two CPU cores.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -154,11 +155,37 @@ def main(argv: list[str] | None = None) -> int:
         f"{m.get('train_seconds', 0):.1f} s, {m.get('n_params', 0):.0f} parameters"
     )
     print(f"  hyperparameters  {format_params(b.params)}")
+    command = tunewire_command()
     print(
-        f"\nThe study is kept in {database}; browse it with\n"
-        f"  tunewire serve --storage sqlite:///{database}  and  tunewire study show {study}"
+        f"\nThe study is kept in {database}. To browse it, from {Path.cwd()}:\n"
+        f"  {command} serve --storage sqlite:///{database}    # a server; leave it running\n"
+        f"  {command} study show {study}    # in a second shell"
     )
+    if command != "tunewire" and (Path(sys.prefix) / "bin" / "activate").is_file():
+        activate = _shown(Path(sys.prefix) / "bin" / "activate")
+        print(f"(`. {activate}` puts `tunewire` on the PATH of a shell)")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it (shorter to type)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def tunewire_command() -> str:
+    """How a shell runs this installation's `tunewire`: the bare name when it is on the
+    PATH, else the script's path (a virtualenv's bin/ is on the PATH only once activated),
+    else the module."""
+    script = Path(sys.executable).parent / "tunewire"
+    found = shutil.which("tunewire")
+    if found and script.is_file() and Path(found).resolve() == script.resolve():
+        return "tunewire"
+    if script.is_file():
+        return _shown(script)
+    return f"{sys.executable} -m tunewire.client.cli"
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ class ProgressSink(Protocol):
 
 
 # Sends one measurement to the server and returns its stop decision.
-SendMeasurement = Callable[[int, Metrics], bool]
+# (step, metrics, last step of a full-length run) -> whether the server says stop.
+SendMeasurement = Callable[[int, Metrics, bool], bool]
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Reporter:
         seed: the worker's seed; seed torch with it so that equal parameters give equal
             losses on CPU.
         amp: whether mixed precision was asked for (only meaningful on CUDA).
-        objective: the metric the study optimises (minimised); `report` rejects a
-            non-finite value of it by raising TrialInfeasible.
+        objective: the metric the study optimises; `report` rejects a non-finite value
+            of it by raising TrialInfeasible.
+        maximize: whether the study maximises the objective (the server's spec says).
         trial_id: the server's trial id (0 when run offline).
         total_steps: the planned number of steps (epochs), for the progress bar; a task
             sets it when it knows.
@@ -71,6 +73,7 @@ class Reporter:
     seed: int = 0
     amp: bool = False
     objective: str = "val_loss"
+    maximize: bool = False
     trial_id: int = 0
     total_steps: int = 0
     send: SendMeasurement | None = None
@@ -85,16 +88,20 @@ class Reporter:
 
     @property
     def best(self) -> float | None:
-        """The smallest objective value reported so far."""
+        """The best objective value reported so far (the largest when maximising)."""
         values = [m[self.objective] for _, m in self.history if self.objective in m]
-        return min(values) if values else None
+        if not values:
+            return None
+        return max(values) if self.maximize else min(values)
 
     @property
     def last_metrics(self) -> Metrics | None:
         return dict(self.history[-1][1]) if self.history else None
 
-    def report(self, step: int, metrics: Mapping[str, float]) -> bool:
+    def report(self, step: int, metrics: Mapping[str, float], *, last_step: bool = False) -> bool:
         """Records one measurement (usually one epoch) and returns True when to stop.
+        `last_step`: the run's last step (it trained to its full length); the server does
+        not stop a trial there.
 
         Raises:
             TrialInfeasible: a metric is NaN or infinite (the training diverged).
@@ -108,7 +115,7 @@ class Reporter:
         self.history.append((step, clean))
         if self.progress is not None:
             self.progress.epoch(step, self.total_steps, clean, self.best)
-        if self.send is not None and self.send(step, clean):
+        if self.send is not None and self.send(step, clean, last_step):
             self.stop_requested = True
         return self.stop_requested
 

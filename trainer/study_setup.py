@@ -1,5 +1,6 @@
 """Before a worker trains: the study it joins, created from a spec file or the task's
-default spec when asked, and checked against what the task can train."""
+default spec when asked, and checked against what the task can train; and after, why the
+study has no more trials."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 import yaml
 
-from tunewire.client import TunewireClientError, TuningClient
+from tunewire.client import SpecError, TunewireClientError, TuningClient
 from tunewire.trainer.errors import TaskLoadError
 from tunewire.trainer.reporter import TrainFunction
 from tunewire.trainer.tasks import BuiltinTask
+from tunewire.v1 import study_pb2 as pb
 
 log = logging.getLogger("tunewire.trainer")
 
@@ -45,16 +47,19 @@ def ensure_study(
         spec = load_spec(space)
     elif isinstance(task, BuiltinTask):
         spec = task.default_spec()
-    if isinstance(task, BuiltinTask) and spec is not None:
-        task.check_spec(spec)
-    if create and spec is not None:
-        try:
+    try:
+        if isinstance(task, BuiltinTask) and spec is not None:
+            task.check_spec(spec)
+        if create and spec is not None:
             client.create_study(study_name, spec)
-        except TunewireClientError as exc:
-            if exc.code.name != "ALREADY_EXISTS":
-                raise
-            level = logging.WARNING if space else logging.INFO
-            log.log(level, "study %r exists with another spec; joining it as it is", study_name)
+    except SpecError as exc:
+        where = f"--space {space}" if space else "the task's default spec"
+        raise TaskLoadError(f"{where}: {exc}") from None
+    except TunewireClientError as exc:
+        if exc.code.name != "ALREADY_EXISTS":
+            raise
+        level = logging.WARNING if space else logging.INFO
+        log.log(level, "study %r exists with another spec; joining it as it is", study_name)
     try:
         study = client.get_study(study_name)
     except TunewireClientError as exc:
@@ -65,4 +70,19 @@ def ensure_study(
             ) from None
         raise
     if isinstance(task, BuiltinTask):
-        task.check_spec({"parameters": [{"name": p.name} for p in study.spec.parameters]})
+        task.check_spec(study.spec)
+
+
+def why_study_ended(client: TuningClient, study_name: str) -> str:
+    """Why the server has no more trials for a worker, from the study's state."""
+    study = client.get_study(study_name)
+    if study.state == pb.STUDY_STATE_STOPPED:
+        return (
+            f"study {study_name!r} is stopped (resume it with `tunewire study resume {study_name}`)"
+        )
+    if study.state == pb.STUDY_STATE_COMPLETED:
+        budget = study.spec.max_trials
+        return f"study {study_name!r} is completed" + (
+            f": its trial budget ({budget}) is spent" if budget else ""
+        )
+    return "study done"

@@ -38,8 +38,9 @@ from tunewire.trainer.errors import (
 from tunewire.trainer.progress import make_progress
 from tunewire.trainer.reporter import Metrics, Reporter, TrainFunction
 from tunewire.trainer.signals import SignalGuard
-from tunewire.trainer.study_setup import ensure_study
+from tunewire.trainer.study_setup import ensure_study, why_study_ended
 from tunewire.trainer.tasks import DEFAULT_TASK, load_task
+from tunewire.v1.study_pb2 import GOAL_MAXIMIZE
 
 log = logging.getLogger("tunewire.trainer")
 
@@ -110,6 +111,7 @@ class WorkerSummary:
     worker_id: str
     device: str
     objective: str = "val_loss"
+    maximize: bool = False
     outcomes: list[TrialOutcome] = field(default_factory=list)
     seconds: float = 0.0
     exit_code: int = EXIT_OK
@@ -119,7 +121,7 @@ class WorkerSummary:
         return Counter(o.state for o in self.outcomes)
 
     def best(self) -> TrialOutcome | None:
-        """The finished trial with the smallest objective on this worker."""
+        """The finished trial with the best objective on this worker."""
         results = [
             o
             for o in self.outcomes
@@ -127,7 +129,8 @@ class WorkerSummary:
             and o.metrics
             and self.objective in o.metrics
         ]
-        return min(results, key=lambda o: o.metrics[self.objective]) if results else None  # type: ignore[index]
+        pick = max if self.maximize else min
+        return pick(results, key=lambda o: o.metrics[self.objective]) if results else None  # type: ignore[index]
 
 
 def format_params(params: Mapping[str, Any]) -> str:
@@ -173,6 +176,7 @@ class Worker:
             retry_timeout=settings.server_wait_s,
         )
         self.summary = WorkerSummary(self.worker_id, str(self.device))
+        self.maximize = False
 
     def run(self) -> WorkerSummary:
         """Runs until the study is done, `max_trials` trials ran, a signal, or a fatal
@@ -208,6 +212,9 @@ class Worker:
         ensure_study(self.client, settings.study, settings.space, settings.create_study, task)
         objective = self.client.primary_metric(settings.study)
         self.summary.objective = objective
+        self.summary.maximize = self.maximize = (
+            self.client.study_spec(settings.study).metrics[0].goal == GOAL_MAXIMIZE
+        )
         log.info(
             "worker %s: study %r, task %s, device %s, seed %d",
             self.worker_id,
@@ -253,7 +260,21 @@ class Worker:
                     "stopping: fix the task"
                 )
                 return
-        self.summary.message = "study done" if settings.max_trials is None else "done"
+        if settings.max_trials is not None and len(self.summary.outcomes) >= settings.max_trials:
+            self.summary.message = "done"
+        else:
+            self.summary.message = why_study_ended(self.client, settings.study)
+
+    def _abandon(self, trial: Trial, refusal: TunewireClientError) -> None:
+        """Before the worker exits on a refused call (a metric the study does not have, a
+        bad token...), fails the trial so that it does not stay active until its lease
+        expires. A server away or in error keeps the trial: a worker asking again gets it."""
+        if refusal.code.name in UNREACHABLE_CODES + SERVER_ERROR_CODES:
+            return
+        try:
+            trial.fail(f"the server refused a call of this trial: {refusal}"[:4000])
+        except TunewireClientError as exc:
+            log.warning("could not fail trial %d after the refusal: %s", trial.id, exc)
 
     def run_trial(self, trial: Trial, task: TrainFunction, objective: str) -> TrialOutcome:
         """Trains one trial and tells the server how it ended.
@@ -268,14 +289,16 @@ class Worker:
         outcome = TrialOutcome(trial.id, "", params)
         progress = make_progress(self.settings.progress, trial.id, objective)
 
-        def send(step: int, metrics: Metrics) -> bool:
-            return trial.report(step, metrics, elapsed_seconds=time.perf_counter() - started)
+        def send(step: int, metrics: Metrics, last_step: bool) -> bool:
+            elapsed = time.perf_counter() - started
+            return trial.report(step, metrics, elapsed_seconds=elapsed, last_step=last_step)
 
         reporter = Reporter(
             device=self.device,
             seed=self.settings.seed,
             amp=self.settings.amp,
             objective=objective,
+            maximize=self.maximize,
             trial_id=trial.id,
             send=send,
             progress=progress,
@@ -316,6 +339,7 @@ class Worker:
         except TunewireClientError as exc:
             self._close(progress)
             if exc.code.name != "FAILED_PRECONDITION":
+                self._abandon(trial, exc)
                 raise
             # The lease expired and the trial went to another worker (or the study was
             # stopped): this worker's result would be refused, so it moves on.

@@ -287,6 +287,31 @@ class OptimisticSuggest:
             return final[0]
 
 
+class InFlightSuggestions:
+    """One answer per ask: an ask that arrives while the same worker's same ask is being
+    answered (a client that gave up waiting and retried) waits for that answer instead of
+    computing another. The answer is computed to its end even when its asker is gone, so
+    the trial it hands out is held by the worker, and any later ask gets it back."""
+
+    def __init__(self, inner: SuggestStrategy) -> None:
+        self.inner = inner
+        self._running: dict[tuple[str, str, int], asyncio.Task[SuggestResult]] = {}
+
+    async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        key = (name, ask.worker_id, ask.count)
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self.inner.suggest(name, ask))
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._finished, key))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: tuple[str, str, int], task: asyncio.Task[SuggestResult]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every asker may have gone
+
+
 class CombiningSuggest:
     """PostgreSQL: concurrent asks of a study answered together (module doc)."""
 

@@ -96,3 +96,58 @@ def test_serve_with_no_flags_uses_sqlite_in_working_dir(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
     assert f"listening on 127.0.0.1:{port}" in out.decode()
+
+
+def test_an_unknown_trial_state_is_one_line_naming_the_real_states(
+    sqlite_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["trial", "list", "s", "--state", "complete", "--server", sqlite_server.target])
+    assert exit_info.value.code == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "invalid choice: 'complete'" in error and "'completed'" in error
+    assert "'stopped_early'" in error and "unspecified" not in error
+
+
+def test_metrics_print_objective_first_then_sorted(
+    sqlite_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = ["--server", sqlite_server.target]
+    code, out, _ = run(capsys, "study", "list", *target)
+    assert code == 0 and out.startswith("no studies on ")
+    with TuningClient(sqlite_server.target) as client:
+        client.create_study("order", dict(SIMPLE_SPEC, max_trials=2))
+        for trial in client.worker_loop("order", "w"):
+            trial.complete({"zeta": 1.0, "loss": 2.0, "alpha": 3.0, "mid": 4.0})
+    for argv in (
+        ["study", "best", "order"],
+        ["trial", "list", "order"],
+        ["study", "show", "order"],
+    ):
+        code, out, _ = run(capsys, *argv, *target)
+        lines = [line for line in out.splitlines() if line.startswith("  #")]
+        assert code == 0 and lines
+        for line in lines:
+            assert "loss=2, alpha=3, mid=4, zeta=1" in line, line
+
+
+def test_a_closed_pipe_ends_the_command_quietly(sqlite_server: RunningServer) -> None:
+    """`tunewire study show X | head` when head has gone: no traceback, no "Broken pipe"."""
+    import subprocess
+    import sys
+
+    with TuningClient(sqlite_server.target) as client:
+        client.create_study("piped", dict(SIMPLE_SPEC, max_trials=3))
+        for trial in client.worker_loop("piped", "w"):
+            trial.complete({"loss": 1.0})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunewire.client.cli", "study", "show", "piped"]
+        + ["--server", sqlite_server.target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""

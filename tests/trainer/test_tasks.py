@@ -46,9 +46,53 @@ def test_digits_space_covers_zero_to_six_hidden_layers_with_conditional_widths()
     assert params["lr"]["min"] == 1e-4 and params["lr"]["max"] == 0.1
 
 
-def test_check_spec_names_the_unknown_parameters() -> None:
-    with pytest.raises(TaskParameterError, match=r"\['learning_rate'\]"):
-        BUILTIN_TASKS["digits-mlp"].check_spec({"parameters": [{"name": "learning_rate"}]})
+def _spec(*parameters: dict[str, object]) -> dict[str, object]:
+    return {"parameters": list(parameters), "metrics": [{"name": "val_loss", "goal": "minimize"}]}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "message"),
+    [
+        (
+            {"name": "learning_rate", "type": "float", "min": 1e-4, "max": 0.1},
+            "does not know the parameter(s) 'learning_rate' (did you mean 'lr'?)",
+        ),
+        (
+            {"name": "hidden_layers", "type": "int", "min": 0, "max": 9},
+            "does not fit task 'digits-mlp': parameter 'hidden_layers' must be in [0, 6], got 9",
+        ),
+        (
+            {"name": "dropout", "type": "float", "min": 0.0, "max": 1.0},
+            "parameter 'dropout' must be in [0, 1), got 1.0",
+        ),
+        (
+            {"name": "batch_size", "type": "float", "min": 16, "max": 64},
+            "'batch_size' must be a whole number: make it type int or discrete",
+        ),
+        (
+            {"name": "optimizer", "type": "categorical", "values": ["adam", "rmsprop"]},
+            "must be one of ['sgd', 'adam', 'adamw'], got 'rmsprop'",
+        ),
+    ],
+)
+def test_check_spec_refuses_names_and_ranges_the_task_cannot_train(
+    parameter: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TaskParameterError) as info:
+        BUILTIN_TASKS["digits-mlp"].check_spec(_spec(parameter))
+    assert message in str(info.value)
+
+
+def test_check_spec_reads_the_servers_spec_too() -> None:
+    """The worker checks the study it joins, whose spec comes from the server."""
+    from tunewire.client import spec_from_dict
+
+    task = BUILTIN_TASKS["mnist-cnn"]
+    good = _spec({"name": "kernel_size", "type": "discrete", "values": [3, 5, 7]})
+    task.check_spec(spec_from_dict(good))
+    even = _spec({"name": "kernel_size", "type": "int", "min": 3, "max": 7})
+    with pytest.raises(TaskParameterError, match="'kernel_size' must be odd: make it discrete"):
+        task.check_spec(spec_from_dict(even))
 
 
 def test_load_task_accepts_builtin_module_and_file_forms(tmp_path: Path) -> None:

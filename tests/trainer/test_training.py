@@ -48,7 +48,7 @@ def test_patience_stops_and_restores_the_best_weights() -> None:
 
 
 def test_the_servers_stop_decision_ends_training_at_once() -> None:
-    reporter = Reporter(seed=0, send=lambda step, metrics: step == 3)
+    reporter = Reporter(seed=0, send=lambda step, metrics, last: step == 3)
     metrics = BUILTIN_TASKS["digits-mlp"]({**FAST, "max_epochs": 20}, reporter)
     assert len(reporter.history) == 3 and metrics["epochs_trained"] == 3
     assert reporter.stop_requested

@@ -62,6 +62,17 @@ def test_a_user_task_runs_through_the_interface(
     assert summary.best() is not None
 
 
+def test_the_best_trial_follows_the_studys_goal(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "most", metrics=[{"name": "loss", "goal": "maximize"}])
+    summary = run_worker(settings(sqlite_server, "most", user_task("quadratic")))
+    assert summary.maximize and len(summary.outcomes) == 3
+    best = summary.best()
+    assert best is not None and best.metrics is not None
+    assert best.metrics["loss"] == max(o.metrics["loss"] for o in summary.outcomes if o.metrics)
+
+
 def test_out_of_memory_marks_the_trial_infeasible_and_the_worker_goes_on(
     sqlite_server: RunningServer, client: TuningClient
 ) -> None:
@@ -141,7 +152,7 @@ def test_a_task_returning_no_objective_fails_its_trial(
     assert "the task returned no 'loss'" in trial.reason
 
 
-def test_bad_parameter_values_fail_the_trial_and_stop_the_worker(
+def test_parameter_ranges_the_task_cannot_train_stop_the_worker_before_training(
     sqlite_server: RunningServer, client: TuningClient
 ) -> None:
     client.create_study(
@@ -155,9 +166,37 @@ def test_bad_parameter_values_fail_the_trial_and_stop_the_worker(
     )
     summary = run_worker(settings(sqlite_server, "bad-values", "digits-mlp"))
     assert summary.exit_code == EXIT_CONFIG
-    assert "parameter 'hidden_layers' must be in [0, 6]" in summary.message
-    (trial,) = client.list_trials("bad-values")
-    assert trial.state == "failed" and "bad task parameters" in trial.reason
+    assert "parameter 'hidden_layers' must be in [0, 6], got 7" in summary.message
+    assert client.list_trials("bad-values") == [], "refused before any trial started"
+
+
+def test_a_metric_the_study_does_not_have_fails_the_trial_before_the_worker_exits(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    """The task reports val_loss to a study whose objective is loss: the server refuses
+    the report, and the trial must not stay active for the whole lease."""
+    make_study(client, "wrong-metric", trials=3)
+    summary = run_worker(settings(sqlite_server, "wrong-metric", user_task("reports_val_loss")))
+    assert summary.exit_code == EXIT_CONFIG
+    assert "none of the study's metrics ['loss']" in summary.message
+    (trial,) = client.list_trials("wrong-metric")
+    assert trial.state == "failed" and "the server refused" in trial.reason
+
+
+def test_a_worker_says_why_a_study_has_no_trials(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    make_study(client, "paused", trials=3)
+    client.stop_study("paused")
+    summary = run_worker(settings(sqlite_server, "paused", user_task("quadratic")))
+    assert summary.exit_code == 0 and summary.outcomes == []
+    assert "study 'paused' is stopped (resume it with `tunewire study resume paused`)" in (
+        summary.message
+    )
+    make_study(client, "spent", trials=1)
+    summary = run_worker(settings(sqlite_server, "spent", user_task("quadratic"), max_trials=5))
+    assert summary.counts() == {"completed": 1}
+    assert summary.message == "study 'spent' is completed: its trial budget (1) is spent"
 
 
 def test_a_space_with_unknown_names_is_refused_before_training(
@@ -170,8 +209,22 @@ def test_a_space_with_unknown_names_is_refused_before_training(
     )
     summary = run_worker(settings(sqlite_server, "typo", "digits-mlp", space=str(space)))
     assert summary.exit_code == EXIT_CONFIG
-    assert "'learning_rate'" in summary.message and "lr" in summary.message
+    assert "'learning_rate' (did you mean 'lr'?)" in summary.message
     assert [s.name for s in client.list_studies()] == []
+
+
+def test_a_space_file_the_client_refuses_is_a_one_line_configuration_error(
+    sqlite_server: RunningServer, tmp_path: Path
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "parameters:\n  - {name: x, type: float, min: 0, max: 1}\n"
+        "metrics:\n  - {name: loss, goal: minimize}\nalgoritm: random\n"
+    )
+    worker = settings(sqlite_server, "misspelt", user_task("quadratic"), space=str(space))
+    summary = run_worker(worker)
+    assert summary.exit_code == EXIT_CONFIG
+    assert summary.message.startswith(f"--space {space}: ") and "'algoritm'" in summary.message
 
 
 def test_the_worker_creates_the_study_from_the_task_default(

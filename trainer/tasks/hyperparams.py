@@ -11,7 +11,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from tunewire.trainer.errors import TaskParameterError
 
@@ -119,6 +119,57 @@ def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return text
 
 
+def _odd_kernel(value: int) -> int:
+    if value % 2 == 0:
+        raise TaskParameterError(
+            f"parameter 'kernel_size' must be odd (3, 5, 7) so that 'same' padding exists, "
+            f"got {value}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Knob:
+    """What one hyperparameter accepts: a whole number or a real number in [low, high]
+    (high excluded when `open_high`), or one of `choices`."""
+
+    kind: Literal["whole", "real", "choice"]
+    low: float = 0.0
+    high: float = 0.0
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Any) -> int | float | str:
+        """The value as the network takes it; raises TaskParameterError when out of range."""
+        if self.kind == "whole":
+            number = _whole(name, value, int(self.low), int(self.high))
+            return _odd_kernel(number) if name == "kernel_size" else number
+        if self.kind == "real":
+            return _real(name, value, self.low, self.high, open_high=self.open_high)
+        return _choice(name, value, self.choices)
+
+
+# Every parameter a task understands, with what it accepts; both trials' values and search
+# spaces (before any training) are checked against this one table.
+KNOBS: dict[str, Knob] = {
+    "hidden_layers": Knob("whole", 0, MAX_HIDDEN_LAYERS),
+    **{name: Knob("whole", 1, MAX_UNITS) for name in UNIT_NAMES},
+    "batch_size": Knob("whole", 1, 1 << 20),
+    "lr": Knob("real", 1e-12, 10.0),
+    "optimizer": Knob("choice", choices=OPTIMIZERS),
+    "momentum": Knob("real", 0.0, 1.0, open_high=True),
+    "weight_decay": Knob("real", 0.0, 1.0),
+    "dropout": Knob("real", 0.0, 1.0, open_high=True),
+    "activation": Knob("choice", choices=ACTIVATIONS),
+    "max_epochs": Knob("whole", 1, 100_000),
+    "patience": Knob("whole", 1, 100_000),
+    "pretrain_epochs": Knob("whole", 0, 100_000),
+    "conv_layers": Knob("whole", 1, 4),
+    "conv_channels": Knob("whole", 1, 1024),
+    "kernel_size": Knob("whole", 1, 7),
+}
+
+
 def _check_names(params: Mapping[str, Any], allowed: Sequence[str], task: str) -> None:
     unknown = sorted(set(params) - set(allowed))
     if not unknown:
@@ -158,40 +209,65 @@ def parse_network_config(
         (64, 32)
     """
     _check_names(params, known_names(convolutional=convolutional), task)
-    config = defaults
-    checks: dict[str, Any] = {
-        "hidden_layers": lambda v: _whole("hidden_layers", v, 0, MAX_HIDDEN_LAYERS),
-        "batch_size": lambda v: _whole("batch_size", v, 1, 1 << 20),
-        "lr": lambda v: _real("lr", v, 1e-12, 10.0),
-        "optimizer": lambda v: _choice("optimizer", v, OPTIMIZERS),
-        "momentum": lambda v: _real("momentum", v, 0.0, 1.0, open_high=True),
-        "weight_decay": lambda v: _real("weight_decay", v, 0.0, 1.0),
-        "dropout": lambda v: _real("dropout", v, 0.0, 1.0, open_high=True),
-        "activation": lambda v: _choice("activation", v, ACTIVATIONS),
-        "max_epochs": lambda v: _whole("max_epochs", v, 1, 100_000),
-        "patience": lambda v: _whole("patience", v, 1, 100_000),
-        "pretrain_epochs": lambda v: _whole("pretrain_epochs", v, 0, 100_000),
-        "conv_layers": lambda v: _whole("conv_layers", v, 1, 4),
-        "conv_channels": lambda v: _whole("conv_channels", v, 1, 1024),
-        "kernel_size": lambda v: _whole("kernel_size", v, 1, 7),
+    changes: dict[str, Any] = {
+        name: KNOBS[name].check(name, params[name]) for name in SCALAR_NAMES if name in params
     }
-    changes = {name: check(params[name]) for name, check in checks.items() if name in params}
-    if "lr" in changes and changes["lr"] <= 0:
-        raise TaskParameterError(f"parameter 'lr' must be > 0, got {params['lr']!r}")
-    config = replace(config, **changes)
-    if "kernel_size" in changes and config.kernel_size % 2 == 0:
-        raise TaskParameterError(
-            f"parameter 'kernel_size' must be odd (3, 5, 7) so that 'same' padding exists, "
-            f"got {config.kernel_size}"
-        )
+    config = replace(defaults, **changes)
     shared = params.get("units")
     shared_width = (
-        _whole("units", shared, 1, MAX_UNITS)
+        KNOBS["units"].check("units", shared)
         if shared is not None
         else (defaults.units[0] if defaults.units else DEFAULT_UNITS)
     )
     widths = []
     for k in range(1, config.hidden_layers + 1):
         value = params.get(f"units_{k}")
-        widths.append(shared_width if value is None else _whole(f"units_{k}", value, 1, MAX_UNITS))
+        width = shared_width if value is None else KNOBS[f"units_{k}"].check(f"units_{k}", value)
+        widths.append(int(width))
     return replace(config, units=tuple(widths))
+
+
+def check_space(
+    domains: Sequence[tuple[str, str, Sequence[Any]]], *, task: str, convolutional: bool
+) -> None:
+    """Checks, before any training, that every value a search space can give is one the
+    task accepts.
+
+    Args:
+        domains: (name, kind, values) for each parameter of the space: kind ``float`` or
+            ``int`` with the two ends of the range, ``discrete`` or ``categorical`` with
+            every value.
+        task: the task name, for error messages.
+        convolutional: whether the conv_* parameters are allowed.
+
+    Raises:
+        TaskParameterError: an unknown name (with the closest known one), or a parameter
+            whose range reaches values the task refuses.
+
+    Example: an int parameter ``hidden_layers`` in [0, 9] is refused, as a trial with 7
+    hidden layers would be (the tasks build at most 6).
+    """
+    _check_names(
+        dict.fromkeys(n for n, _, _ in domains), known_names(convolutional=convolutional), task
+    )
+    for name, kind, values in domains:
+        knob = KNOBS[name]
+        try:
+            if knob.kind == "whole" and kind == "float":
+                raise TaskParameterError(
+                    f"parameter {name!r} must be a whole number: make it type int or discrete"
+                )
+            if knob.kind == "choice" and kind != "categorical":
+                raise TaskParameterError(
+                    f"parameter {name!r} must be one of {list(knob.choices)}: make it categorical"
+                )
+            if name == "kernel_size" and kind == "int" and values[0] != values[-1]:
+                raise TaskParameterError(
+                    "parameter 'kernel_size' must be odd: make it discrete, e.g. values [3, 5, 7]"
+                )
+            for value in values:
+                knob.check(name, value)
+        except TaskParameterError as exc:
+            raise TaskParameterError(
+                f"the search space does not fit task {task!r}: {exc}"
+            ) from None

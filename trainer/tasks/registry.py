@@ -15,12 +15,14 @@ from typing import Any
 import torch
 import yaml
 
-from tunewire.trainer.errors import TaskLoadError, TaskParameterError
+from tunewire.client import spec_from_dict
+from tunewire.trainer.errors import TaskLoadError
 from tunewire.trainer.reporter import Metrics, Params, Reporter, TrainFunction
 from tunewire.trainer.tasks.datasets import load_splits
-from tunewire.trainer.tasks.hyperparams import NetworkConfig, known_names, parse_network_config
+from tunewire.trainer.tasks.hyperparams import NetworkConfig, check_space, parse_network_config
 from tunewire.trainer.tasks.models import build_cnn, build_mlp
 from tunewire.trainer.tasks.training import train_network
+from tunewire.v1 import study_pb2 as pb
 
 DEFAULT_TASK = "digits-mlp"
 
@@ -58,20 +60,38 @@ class BuiltinTask:
         spec: dict[str, Any] = yaml.safe_load(text)
         return spec
 
-    def check_spec(self, spec: Mapping[str, Any]) -> None:
-        """Fails fast, before any training, when a spec names parameters the task ignores.
+    def check_spec(self, spec: Mapping[str, Any] | pb.StudySpec) -> None:
+        """Fails fast, before any training, when a spec names parameters the task ignores
+        or lets a parameter reach values the task refuses.
+
+        Args:
+            spec: the dict form (a spec file, the task's default) or the server's spec.
 
         Raises:
-            TaskParameterError: with the unknown names and the accepted ones.
+            TaskParameterError: naming the parameter and what the task accepts.
+            SpecError: `spec` is not a valid study spec.
         """
-        allowed = known_names(convolutional=self.convolutional)
-        names = [str(p.get("name")) for p in spec.get("parameters", ()) or ()]
-        unknown = [n for n in names if n not in allowed]
-        if unknown:
-            raise TaskParameterError(
-                f"the search space has parameter(s) {unknown} that task {self.name!r} does not "
-                f"know; it accepts {', '.join(allowed)}"
-            )
+        message = spec if isinstance(spec, pb.StudySpec) else spec_from_dict(spec)
+        check_space(
+            [_domain(p) for p in message.parameters],
+            task=self.name,
+            convolutional=self.convolutional,
+        )
+
+
+def _domain(parameter: pb.ParameterSpec) -> tuple[str, str, tuple[Any, ...]]:
+    """(name, kind, values) of a parameter, as `check_space` reads it: a range's two ends,
+    or every value of a choice."""
+    kind = parameter.WhichOneof("domain")
+    if kind == "float_range":
+        r: pb.FloatRange | pb.IntegerRange = parameter.float_range
+        return parameter.name, "float", (r.min_value, r.max_value)
+    if kind == "integer_range":
+        r = parameter.integer_range
+        return parameter.name, "int", (r.min_value, r.max_value)
+    if kind == "discrete":
+        return parameter.name, "discrete", tuple(parameter.discrete.values)
+    return parameter.name, "categorical", tuple(parameter.categorical.values)
 
 
 BUILTIN_TASKS: dict[str, BuiltinTask] = {

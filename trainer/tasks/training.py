@@ -217,7 +217,9 @@ def fit(
         val_loss, val_score = evaluate(model, tensors.x_val, tensors.y_val, data, precision)
         # report() raises TrialInfeasible on a non-finite validation loss.
         stop = reporter.report(
-            epoch, {reporter.objective: val_loss, "train_loss": train_loss, score_name: val_score}
+            epoch,
+            {reporter.objective: val_loss, "train_loss": train_loss, score_name: val_score},
+            last_step=epoch == config.max_epochs,
         )
         if val_loss < best_loss:
             best_loss, best_score, best_epoch = val_loss, val_score, epoch

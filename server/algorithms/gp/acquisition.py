@@ -26,10 +26,20 @@ from tunewire.server.algorithms.gp.model import (
     kernel_of_distance,
     kernel_slope,
 )
-from tunewire.server.algorithms.gp.numerics import JITTER, kernel, log_h, lower_solve, upper_solve
+from tunewire.server.algorithms.gp.numerics import (
+    JITTER,
+    cholesky,
+    kernel,
+    log_h,
+    lower_solve,
+    upper_solve,
+)
 
 # Candidates per call when scoring many alone.
 EVAL_CHUNK = 512
+# Running trials up to which the candidate is scored jointly with them by Monte Carlo;
+# beyond, by a believer (`_Believed`), whose cost grows far more slowly with their number.
+MAX_JOINT_PENDING = 16
 # Draws per array in the joint acquisition's scoring (candidates x batch members x draws):
 # about 128 KB of doubles, under glibc's threshold for serving an allocation by mmap
 # (larger arrays come fresh from the kernel and are page-faulted in on every call).
@@ -123,10 +133,10 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         self._pending = (
             x_pending.detach().numpy() if x_pending is not None else train_x[:0]
         ).reshape(-1, train_x.shape[1])
+        # With many running trials, a believer instead of the Monte-Carlo joint (see the
+        # class doc): the factor of the running trials' covariance given the history.
+        self._believer: np.ndarray | None = None
         if len(self._pending):
-            engine = torch.quasirandom.SobolEngine(len(self._pending) + 1, scramble=True, seed=seed)
-            uniform = engine.draw(MC_SAMPLES, dtype=DTYPE).clamp(1e-6, 1 - 1e-6)
-            self._base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform).numpy()
             # The pending trials' part of the joint posterior is the same for every
             # candidate: computed once here, not at each of the search's hundreds of calls.
             self._z_pending = self._pending / self._lengthscale
@@ -138,6 +148,14 @@ class FastLogExpectedImprovement(AcquisitionFunction):
                 - self._v_pending.T @ self._v_pending
                 + JITTER * np.eye(len(self._pending))
             )  # (k, k)
+            if len(self._pending) > MAX_JOINT_PENDING:
+                self._believer = cholesky(self._cov_pending[None])[0]
+            else:
+                engine = torch.quasirandom.SobolEngine(
+                    len(self._pending) + 1, scramble=True, seed=seed
+                )
+                uniform = engine.draw(MC_SAMPLES, dtype=DTYPE).clamp(1e-6, 1 - 1e-6)
+                self._base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform).numpy()
 
     def _mean(self, k_star: np.ndarray) -> np.ndarray:
         """Posterior mean from the kernel (..., n) between points and training inputs."""
@@ -151,9 +169,12 @@ class FastLogExpectedImprovement(AcquisitionFunction):
     def chunk(self) -> int:
         """Candidates per call when scoring many: with running trials, as many as keep the
         joint's arrays at JOINT_CHUNK_DRAWS draws."""
-        if not len(self._pending):
+        k = len(self._pending)
+        if not k:
             return EVAL_CHUNK
-        return max(8, JOINT_CHUNK_DRAWS // (MC_SAMPLES * (1 + len(self._pending))))
+        if self._believer is not None:  # arrays of (candidates, k, D)
+            return max(8, JOINT_CHUNK_DRAWS // (k * self._z.shape[1]))
+        return max(8, JOINT_CHUNK_DRAWS // (MC_SAMPLES * (1 + k)))
 
     def values_and_gradients(
         self, x: np.ndarray, gradients: bool = True
@@ -166,13 +187,17 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         mean = self._mean(k_star)  # (b,)
         v = lower_solve(self._chol, k_star.T)  # (n, b)
         variance = self._prior_variance - np.einsum("nb,nb->b", v, v)
+        believed: _Believed | None = None
+        if self._believer is not None:
+            believed = _Believed(self, z, v)
+            variance = variance - believed.explained
         sigma = np.sqrt(np.maximum(variance, 1e-12))
         u = (mean - self._best_f) / sigma
         log_hu = log_h(u)
         alone = log_hu + np.log(sigma)
         joint: JointLogImprovement | None = None
         values = alone
-        if len(self._pending):
+        if len(self._pending) and believed is None:
             joint = JointLogImprovement(self, z, v, mean, variance)
             # The batch's improvement is at least the candidate's own, known exactly; where
             # improvement is rare the Monte-Carlo estimate falls to its smoothing floor and
@@ -194,11 +219,46 @@ class FastLogExpectedImprovement(AcquisitionFunction):
             d_variance = (1.0 - share) * d_variance + share * j_variance
             d_v = share * j_v
             d_z = share[:, None] * j_z
+        if believed is not None:
+            b_z, d_v = believed.gradients(d_variance)
+            d_z = d_z + b_z
         # Back through variance = prior - |v|^2, v = L^-1 k_star and mean = c + k_star alpha.
         d_v = d_v - 2.0 * v * d_variance
         d_k_star = d_mean[:, None] * self._alpha + upper_solve(self._chol.T, d_v).T  # (b, n)
         d_z = d_z - np.einsum("bn,bnd->bd", d_k_star * kernel_slope(squared), diff)
         return values, d_z / self._lengthscale
+
+
+class _Believed:
+    """The running trials as a believer sees them: observed at their posterior mean, which
+    leaves every candidate's mean as it is and takes from its variance what they would
+    explain (`explained`). Its cost grows with k^2 per candidate, not with a factor of the
+    joint posterior per candidate as the Monte-Carlo joint's does.
+
+    Inputs: the scaled candidates z (b, D) and their solves against the training factor v
+    (n, b); `acq` holds the running trials' constants and the believer factor C of their
+    covariance given the history.
+    """
+
+    def __init__(self, acq: FastLogExpectedImprovement, z: np.ndarray, v: np.ndarray) -> None:
+        assert acq._believer is not None
+        self.acq = acq
+        self.diff = z[:, None, :] - acq._z_pending[None, :, :]  # (b, k, D)
+        self.squared = np.einsum("bkd,bkd->bk", self.diff, self.diff)
+        cross = kernel_of_distance(self.squared) - v.T @ acq._v_pending  # (b, k)
+        self.w = lower_solve(acq._believer, cross.T)  # (k, b)
+        self.explained = np.einsum("kb,kb->b", self.w, self.w)
+
+    def gradients(self, d_variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Given d value / d variance (b,), the believer term's d value / d z (b, D) and
+        d value / d v (n, b), through explained = |C^-1 cross^T|^2."""
+        acq = self.acq
+        assert acq._believer is not None
+        u = upper_solve(acq._believer.T, self.w) * d_variance  # (k, b)
+        d_cross = -2.0 * u.T  # (b, k)
+        d_v = -acq._v_pending @ d_cross.T  # (n, b)
+        d_z = -np.einsum("bk,bkd->bd", d_cross * kernel_slope(self.squared), self.diff)
+        return d_z, d_v
 
 
 class _NumpyAcquisition(torch.autograd.Function):

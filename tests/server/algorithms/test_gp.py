@@ -487,3 +487,59 @@ def test_fast_log_ei_scores_many_candidates_in_chunks_with_the_same_values(runni
     chunked = optimise._values(fast, candidates[:, None, :])
     one_by_one = [fast.values_and_gradients(c[None], gradients=True)[0][0] for c in candidates]
     np.testing.assert_allclose(chunked, one_by_one, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["matern", "rbf"])
+def test_many_running_trials_are_believed_with_autograd_values_and_gradients(
+    monkeypatch: pytest.MonkeyPatch, kernel: str
+) -> None:
+    """Beyond MAX_JOINT_PENDING running trials the candidate's log EI is analytic on the
+    model conditioned on the running trials at their posterior mean (a believer): the
+    mean stays, the variance shrinks. The written-out derivative equals autograd's through
+    the plain formula (the conditioned covariance, BoTorch's stable log h)."""
+    from botorch.acquisition.analytic import _log_ei_helper
+
+    from tunewire.server.algorithms.gp import acquisition, numerics
+
+    monkeypatch.setattr(gp_model, "KERNEL", kernel)
+    torch.manual_seed(0)
+    running = acquisition.MAX_JOINT_PENDING + 8
+    x = torch.rand(30, 6, dtype=torch.float64)
+    model = gp_model.fit_objective_model(x, 3 * torch.sin(4 * x).sum(-1, keepdim=True))
+    pending = torch.rand(running, 6, dtype=torch.float64)
+    fast = acquisition.FastLogExpectedImprovement(model, x, pending, seed=1)
+    assert fast._believer is not None
+    candidates = torch.cat(
+        [pending[:5] + 0.02 * torch.randn(5, 6, dtype=torch.float64), torch.rand(60, 6)]
+    ).clamp(0, 1)[:, None, :]
+    noise = float(model.likelihood.noise.detach().reshape(-1)[0])
+
+    def reference(points: torch.Tensor) -> torch.Tensor:
+        lengthscale = torch.from_numpy(fast._lengthscale)
+        train = x / lengthscale
+        held = pending / lengthscale
+        both = torch.cat([train, held])
+        k_both = _torch_kernel(both, both)
+        k_both = k_both + torch.diag(
+            torch.cat([torch.full((len(x),), noise), torch.full((running,), numerics.JITTER)])
+        )
+        z = points[:, 0, :] / lengthscale
+        k_star = _torch_kernel(z, train)
+        mean = fast._constant + k_star @ torch.from_numpy(fast._alpha)
+        k_aug = _torch_kernel(z, both)
+        solved = torch.linalg.solve(k_both, k_aug.T)
+        prior = gp_model.kernel_of_distance(torch.zeros(()))
+        variance = prior - (k_aug * solved.T).sum(-1)
+        sigma = variance.clamp_min(1e-12).sqrt()
+        return _log_ei_helper((mean - fast._best_f) / sigma) + sigma.log()
+
+    a = candidates.clone().requires_grad_(True)
+    b = candidates.clone().requires_grad_(True)
+    value_a, value_b = fast(a), reference(b)
+    assert torch.allclose(value_a, value_b, atol=1e-7, rtol=1e-7)
+    (grad_a,) = torch.autograd.grad(value_a.sum(), a)
+    (grad_b,) = torch.autograd.grad(value_b.sum(), b)
+    assert torch.allclose(grad_a, grad_b, atol=1e-5, rtol=1e-5)
+    # Near a running trial the believer leaves little to gain.
+    alone = acquisition.FastLogExpectedImprovement(model, x)
+    assert (fast(candidates[:5]) < alone(candidates[:5]) - 1.0).all()

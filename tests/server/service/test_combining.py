@@ -103,14 +103,14 @@ def pg_service(pg_database: str) -> Iterator[BlockingService]:
 
     _truncate(pg_database)
     service = BlockingService(SqlStorage(pg_database), threads=32)
-    assert isinstance(service.service.suggest, CombiningSuggest)
+    assert isinstance(service.service.suggest.inner, CombiningSuggest)
     yield service
     service.close()
 
 
 def _count_batches(service: BlockingService, counted: Callable[[str, int], None]) -> None:
     """Calls `counted(study, asks)` for each transaction of combined asks."""
-    strategy = service.service.suggest
+    strategy = service.service.suggest.inner
     assert isinstance(strategy, CombiningSuggest)
     combiner = strategy._combiner
     real = combiner._run
@@ -159,7 +159,7 @@ def test_budget_and_concurrency_caps_hold_across_a_batch(pg_service: BlockingSer
         {**SPEC.to_dict(), "max_trials": 5, "max_concurrent_trials": 3}  # type: ignore[dict-item]
     )
     service.create_study("capped", spec)
-    strategy = service.service.suggest
+    strategy = service.service.suggest.inner
     assert isinstance(strategy, CombiningSuggest)
     answer_all = strategy._combiner._run
     results = answer_all("capped", [SuggestAsk(f"w{i}", 1) for i in range(5)])

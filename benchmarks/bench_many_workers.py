@@ -1,0 +1,290 @@
+"""How does tunewire's GP serve many training machines at once?
+
+    python -m benchmarks.bench_many_workers            # the full run
+    python -m benchmarks.bench_many_workers --quick    # a smoke run (a few minutes)
+
+Three questions, each through a real `tunewire serve` (SQLite) and the Python client:
+
+1. Latency: one suggestion of a Hartmann6 study with 30 and 300 completed trials and 0 to
+   256 trials held by other workers: p50 and p95 at the client, and the server's CPU
+   seconds per suggestion.
+2. Many workers on a simulated clock (benchmarks/simclock.py): K asynchronous workers,
+   each evaluation costing a random duration (0.5-1.5 time units, the same sequence for
+   every arm), so workers finish out of order. Regret at equal evaluations, and how much
+   sooner in simulated wall-clock K workers reach one worker's final median regret;
+   beside Optuna GPSampler (which models running trials), Optuna TPE with
+   constant_liar, and random search, all on the same clock.
+3. Tabular tasks (benchmarks/tabular.py: HPOLib's four and NAS-Bench-201's three tables;
+   HPOBench's MLP tables are held out): median and 90th-percentile regret after 40
+   evaluations with one worker.
+
+Prints tables, writes benchmarks/bench_many_workers.png, appends to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.bench_optimizer import PROBLEMS
+from benchmarks.simclock import (
+    ARMS,
+    Run,
+    Task,
+    fmt,
+    median_at_evaluations,
+    run_clock,
+    synthetic,
+    tabular,
+    time_to_reach,
+)
+from benchmarks.tabular import development_tasks
+
+OUT = Path(__file__).resolve().parent / "out"
+PLOT = Path(__file__).resolve().parent / "bench_many_workers.png"
+
+
+# -- 1. latency -------------------------------------------------------------------------------
+def latency(client: Any, pid: int, completed: Sequence[int], running: Sequence[int]) -> str:
+    """One suggestion with `running` trials held by other workers, after `completed`
+    results (loaded with AddTrial), timed at the client; the trial suggested is completed,
+    so each repetition adds one result."""
+    from benchmarks.common import cpu_seconds
+
+    problem = PROBLEMS[1]
+    lines = [
+        "| completed | running | suggestion p50 (s) | p95 (s) | server CPU s / suggestion |",
+        "|---|---|---|---|---|",
+    ]
+    rng = np.random.default_rng(0)
+    for n_done in completed:
+        for n_running in running:
+            study = f"latency-{n_done}-{n_running}-{time.time_ns()}"
+            client.create_study(
+                study,
+                {
+                    "parameters": problem.parameters,
+                    "metrics": [{"name": "loss", "goal": "minimize"}],
+                    "seed": 1,
+                },
+            )
+            for _ in range(n_done):
+                params = {f"x{i}": float(v) for i, v in enumerate(rng.random(6))}
+                client.add_trial(study, params, {"loss": problem.evaluate(params)})
+            # Running trials: queued configurations handed to other workers (no model).
+            for w in range(n_running):
+                params = {f"x{i}": float(v) for i, v in enumerate(rng.random(6))}
+                client.add_trial(study, params)
+                client.suggest(study, worker_id=f"holder{w}")
+            times, cpu = [], cpu_seconds(pid)
+            repeats = 7
+            for r in range(repeats + 1):
+                start = time.perf_counter()
+                trial = client.suggest(study, worker_id=f"asker{r}")[0]
+                if r:  # the first suggestion warms the study's caches up
+                    times.append(time.perf_counter() - start)
+                else:
+                    cpu = cpu_seconds(pid)
+                trial.complete({"loss": problem.evaluate(trial.params)})
+            per = (cpu_seconds(pid) - cpu) / repeats
+            lines.append(
+                f"| {n_done} | {n_running} | {statistics.median(times):.3f} | "
+                f"{float(np.percentile(times, 95)):.3f} | {per:.3f} |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+# -- 2. many workers --------------------------------------------------------------------------
+def many_workers(
+    client: Any,
+    tasks: Sequence[Task],
+    workers: Sequence[int],
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    budget: int,
+) -> tuple[str, dict[str, dict[str, dict[int, list[Run]]]]]:
+    """Every arm with each worker count on each task; K workers get budget * K^(1/2)
+    evaluations, enough to reach one worker's regret at the budget if they can."""
+    results: dict[str, dict[str, dict[int, list[Run]]]] = {}
+    for task in tasks:
+        for arm in arms:
+            for k in workers:
+                n = budget if k == 1 else int(round(budget * max(2.0, k**0.5)))
+                runs = []
+                for seed in seeds:
+                    session = ARMS[arm](client, task, seed, k)
+                    runs.append(run_clock(session, task, seed, k, n))
+                results.setdefault(task.name, {}).setdefault(arm, {})[k] = runs
+                print(
+                    f"{task.name} {arm} {k} workers: median regret at {budget} "
+                    f"evaluations {fmt(median_at_evaluations(runs, budget))}",
+                    flush=True,
+                )
+    lines = [
+        f"| task | arm | workers | median regret at {budget} evaluations | at the end "
+        "(evaluations) | simulated time to one worker's final median | speed-up vs 1 worker "
+        "| latency p50 (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for arm in arms:
+            by_k = results[task.name][arm]
+            target = median_at_evaluations(by_k[1], budget) if 1 in by_k else None
+            t1 = time_to_reach(by_k[1], target) if target is not None else None
+            for k, runs in by_k.items():
+                tk = time_to_reach(runs, target) if target is not None else None
+                speed = f"{t1 / tk:.1f}x" if t1 and tk else "—"
+                lat = statistics.median(x for r in runs for x in r.latencies[8:] or [0.0])
+                lines.append(
+                    f"| {task.name} | {arm} | {k} | {fmt(median_at_evaluations(runs, budget))} "
+                    f"| {fmt(median_at_evaluations(runs, len(runs[0].regrets)))} "
+                    f"({len(runs[0].regrets)}) | {fmt(tk)} | {speed} | {lat:.3f} |"
+                )
+    return "\n".join(lines), results
+
+
+# -- 3. tabular tasks -------------------------------------------------------------------------
+def tabular_table(results: dict[str, dict[str, dict[int, list[Run]]]], budget: int) -> str:
+    lines = [
+        f"| task | arm | median regret at {budget} | 90th percentile | best median? |",
+        "|---|---|---|---|---|",
+    ]
+    for task, arms in results.items():
+        medians = {a: median_at_evaluations(r[1], budget) for a, r in arms.items()}
+        best = min(medians.values())
+        for arm, by_k in arms.items():
+            p90 = float(np.percentile([r.best()[budget - 1] for r in by_k[1]], 90))
+            mark = "yes" if medians[arm] == best else ""
+            lines.append(f"| {task} | {arm} | {fmt(medians[arm])} | {fmt(p90)} | {mark} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict[str, dict[int, list[Run]]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.2 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        for arm, by_k in results[name].items():
+            for k, runs in by_k.items():
+                style = "-" if arm == "tunewire gp" else ":"
+                label = f"{arm}, {k} workers"
+                n = min(len(r.regrets) for r in runs)
+                axes[row][0].plot(
+                    range(1, n + 1),
+                    np.median([r.best()[:n] for r in runs], axis=0),
+                    style,
+                    label=label,
+                )
+                grid = np.linspace(0, max(r.times[-1] for r in runs), 200)
+                axes[row][1].plot(
+                    grid,
+                    [np.median([r.best_at_time(t) for r in runs]) for t in grid],
+                    style,
+                    label=label,
+                )
+        for col, xlabel in enumerate(("evaluations", "simulated time (evaluation units)")):
+            axes[row][col].set_yscale("log")
+            axes[row][col].set_xlabel(xlabel)
+            axes[row][col].set_ylabel(f"{name}: median regret")
+    axes[0][1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=90)
+
+
+# -- main -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--sections", default="latency,workers,tabular")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--problems", default="branin,hartmann6,mixed,conditional")
+    parser.add_argument("--workers", default="1,4,16,64")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    import torch
+
+    torch.set_num_threads(1)
+    from benchmarks.common import append_results, free_port, start_server_process
+    from tunewire.client import TuningClient
+
+    sections = set(args.sections.split(","))
+    seeds = list(range(2 if args.quick else args.seeds))
+    workers = [int(k) for k in args.workers.split(",")]
+    arms = [a for a in args.arms.split(",") if a]
+    problems = [p for p in PROBLEMS if p.name in args.problems.split(",")]
+    tables = list(development_tasks())
+    completed, running = [30, 300], [0, 8, 32, 64, 128, 256]
+    if args.quick:
+        workers, problems, tables = [1, 4], problems[:1], tables[:1]
+        completed, running = [30], [0, 32]
+    port = free_port()
+    OUT.mkdir(parents=True, exist_ok=True)
+    server = start_server_process(
+        f"sqlite:///{OUT / f'bench_many_workers_{port}.db'}",
+        port,
+        OUT / "bench_many_workers_server.log",
+        threads=8,
+        torch_threads=1,
+    )
+    client = TuningClient(f"127.0.0.1:{port}", timeout=600)
+    parts, started = [], time.perf_counter()
+    try:
+        if "latency" in sections:
+            parts.append(
+                "Latency (Hartmann6):\n\n" + latency(client, server.pid, completed, running)
+            )
+        results: dict[str, Any] = {}
+        if "workers" in sections:
+            text, results = many_workers(
+                client, [synthetic(p) for p in problems], workers, arms, seeds, args.budget
+            )
+            parts.append("Many workers, simulated clock:\n\n" + text)
+        if "tabular" in sections:
+            _, tab = many_workers(
+                client, [tabular(t) for t in tables], [1], arms, seeds, args.budget
+            )
+            parts.append("Tabular tasks, one worker:\n\n" + tabular_table(tab, args.budget))
+        if results:
+            plot(results)
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=30)
+    text = "\n\n".join(parts)
+    print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
+    if not args.no_record:
+        given = argv if argv is not None else sys.argv[1:]
+        command = " ".join(["python -m benchmarks.bench_many_workers", shlex.join(given)]).strip()
+        append_results(
+            "bench_many_workers",
+            command,
+            text,
+            f"{len(seeds)} seeds; one torch thread; {time.perf_counter() - started:.0f} s.",
+            packages=("optuna", "torch", "botorch"),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
