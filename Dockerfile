@@ -43,6 +43,7 @@ COPY server/ /src/server/
 COPY client/ /src/client/
 COPY integrations/ /src/integrations/
 COPY trainer/ /src/trainer/
+COPY dashboard/ /src/dashboard/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
       --no-deps --no-build-isolation --target /opt/tunewire /src \
  && /opt/venv/bin/python -c "import tunewire.server.app, tunewire.trainer.cli"
@@ -56,7 +57,7 @@ FROM server-base AS server
 COPY --from=server-runtime /opt/venv /opt/venv
 COPY --from=server-build /opt/tunewire /opt/tunewire
 # Everything the code imports, loaded from the slimmed venv: a broken image fails here.
-RUN python3 -c "import tunewire.server.app as a, tunewire.trainer.cli; a.preload_algorithms()"
+RUN python3 -c "import tunewire.server.app as a, tunewire.trainer.cli, tunewire.dashboard.app; a.preload_algorithms()"
 COPY deploy/docker/healthcheck.py /opt/tunewire/bin/tunewire-healthcheck
 # A container listens on every interface of its own network: publishing a port is the
 # choice. Without TUNEWIRE_TOKEN the server refuses to start, unless
@@ -99,6 +100,7 @@ COPY server/ /src/server/
 COPY client/ /src/client/
 COPY integrations/ /src/integrations/
 COPY trainer/ /src/trainer/
+COPY dashboard/ /src/dashboard/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
       --no-deps --no-build-isolation --target /opt/tunewire /src \
  && /opt/venv/bin/python -c "import tunewire.server.app, tunewire.trainer.cli"

@@ -155,7 +155,20 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(_study_summary(client.stop_study(args.name)))
     elif args.action == "resume":
         print(_study_summary(client.resume_study(args.name)))
+    elif args.action == "report":
+        write_report = _report_writer()
+        path = write_report(client, args.name, args.output or f"{args.name}.html")
+        print(f"wrote {path}: the study's plots, trials and workers in one file, offline")
     return 0
+
+
+def _report_writer() -> Any:
+    """`study report` is made by the dashboard package, registered as the entry point `html`
+    of group `tunewire.reports` (loaded only when run)."""
+    found = [ep for ep in entry_points(group="tunewire.reports") if ep.name == "html"]
+    if not found:
+        raise SpecError("study report needs tunewire's dashboard package (tunewire.dashboard)")
+    return found[0].load()
 
 
 def _export(trials: list[TrialRecord], fmt: str) -> str:
@@ -198,6 +211,7 @@ PLUGIN_HELP = {
     "serve": "run the suggestion server (see `tunewire serve --help`)",
     "train": "run trainer workers (see `tunewire train --help`)",
     "demo": "the main job: a local server and two trainers tune an MLP on digits",
+    "dashboard": "a read-only web UI of a server: studies, plots, trials, workers, live",
 }
 
 
@@ -225,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "delete": "delete the study and its trials",
         "stop": "stop suggesting new trials",
         "resume": "resume a stopped study",
+        "report": "one self-contained HTML file of the study's plots, trials and workers",
     }
     listing = actions.add_parser("list", help="list studies")
     _add_client_flags(listing)
@@ -236,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "export":
             p.add_argument("--format", choices=("csv", "json"), default="csv")
             p.add_argument("--output", "-o", default="")
+        if action == "report":
+            p.add_argument("--output", "-o", default="", help="the file (default NAME.html)")
         _add_client_flags(p)
     study.set_defaults(func=cmd_study)
 

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 tree=build/typecheck
 mkdir -p "$tree/tunewire"
-for pkg in server client trainer integrations; do
+for pkg in server client trainer integrations dashboard; do
   if [ -d "$root/$pkg" ]; then ln -sfn "$root/$pkg" "$tree/tunewire/$pkg"; fi
 done
 ln -sfn "$root/protos/tunewire/v1" "$tree/tunewire/v1"

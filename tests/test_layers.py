@@ -15,6 +15,7 @@ PACKAGES = {
     "client": "tunewire.client",
     "trainer": "tunewire.trainer",
     "integrations": "tunewire.integrations",
+    "dashboard": "tunewire.dashboard",
 }
 MAX_LINES = 400
 
@@ -68,9 +69,17 @@ GRAPH = {
 
 # Who may not import whom: (importing modules' prefix, forbidden prefixes).
 FORBIDDEN = [
-    ("tunewire.client", ("tunewire.server", "tunewire.trainer", "tunewire.integrations")),
+    (
+        "tunewire.client",
+        ("tunewire.server", "tunewire.trainer", "tunewire.integrations", "tunewire.dashboard"),
+    ),
     ("tunewire.integrations", ("tunewire.server", "tunewire.trainer")),
     ("tunewire.trainer", ("tunewire.server",)),
+    # The dashboard is a client of the API like any other: it works against any replica.
+    (
+        "tunewire.dashboard",
+        ("tunewire.server", "tunewire.trainer", "tunewire.integrations", "sqlalchemy"),
+    ),
     (
         "tunewire.server.domain",
         (

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tunewire.server.domain.errors import InvalidArgument
-from tunewire.server.domain.limits import MAX_TRIAL_ID, NAME_PATTERN, shown
+from tunewire.server.domain.limits import shown
 from tunewire.server.domain.space import (
     Condition,
     ParameterKind,
@@ -30,6 +29,7 @@ from tunewire.server.domain.study import (
     TrialSource,
     TrialState,
 )
+from tunewire.server.service.changes import TrialCurve
 from tunewire.v1 import study_pb2 as pb
 
 _SCALE_TO_LOG = {pb.SCALE_UNSPECIFIED: False, pb.SCALE_LINEAR: False, pb.SCALE_LOG: True}
@@ -256,6 +256,7 @@ def study_to_pb(study: Study) -> pb.Study:
         state=_STUDY_STATES_PB[study.state],
         create_time=_timestamp(study.create_time),
         trial_counts=counts,
+        update_time=_timestamp(study.update_time),
     )
 
 
@@ -339,35 +340,7 @@ def trial_states_from_pb(states: Iterable[int]) -> list[TrialState]:
     return out
 
 
-def page_token(last: str | None) -> str:
-    """The token of the page after the one that ended at `last` (empty: no more pages)."""
-    if last is None:
-        return ""
-    return base64.urlsafe_b64encode(last.encode()).decode()
-
-
-def _decoded(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token is not one this server issued") from None
-
-
-def from_page_token(token: str) -> str:
-    """The study name a ListStudies page starts after ("" for the first page)."""
-    if not token:
-        return ""
-    name = _decoded(token)
-    if not NAME_PATTERN.fullmatch(name):
-        raise InvalidArgument("page_token is not one this server issued")
-    return name
-
-
-def from_trial_page_token(token: str) -> int:
-    """The trial id a ListTrials page starts after (0 for the first page)."""
-    if not token:
-        return 0
-    text = _decoded(token)
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_TRIAL_ID:
-        raise InvalidArgument("page_token is not one this server issued")
-    return int(text)
+def curve_to_pb(curve: TrialCurve) -> pb.TrialCurve:
+    return pb.TrialCurve(
+        trial_id=curve.trial_id, metric=curve.metric, steps=curve.steps, values=curve.values
+    )

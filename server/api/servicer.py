@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from tunewire.server.api import convert
+from tunewire.server.api import convert, tokens
 from tunewire.server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -122,11 +122,11 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     @rpc
     async def ListStudies(self, request: api.ListStudiesRequest) -> api.ListStudiesResponse:
         size = check_page_size(request.page_size)
-        after = convert.from_page_token(request.page_token)
+        after = tokens.from_page_token(request.page_token)
         studies, last = await self.service.list_studies(size, after)
         return api.ListStudiesResponse(
             studies=[convert.study_to_pb(s) for s in studies],
-            next_page_token=convert.page_token(last),
+            next_page_token=tokens.page_token(last),
         )
 
     @rpc
@@ -223,7 +223,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     async def ListTrials(self, request: api.ListTrialsRequest) -> api.ListTrialsResponse:
         states = convert.trial_states_from_pb(request.states)
         size = check_page_size(request.page_size)
-        after = convert.from_trial_page_token(request.page_token)
+        after = tokens.from_trial_page_token(request.page_token)
         trials, last = await self.service.list_trials(
             request.study_name,
             states,
@@ -233,7 +233,7 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         )
         return api.ListTrialsResponse(
             trials=[convert.trial_to_pb(t) for t in trials],
-            next_page_token=convert.page_token(None if last is None else str(last)),
+            next_page_token=tokens.page_token(None if last is None else str(last)),
         )
 
     @rpc
@@ -242,6 +242,21 @@ class TuningServicer(api_grpc.TuningServiceServicer):
     ) -> api.ListOptimalTrialsResponse:
         trials = await self.service.optimal_trials(request.study_name, request.count)
         return api.ListOptimalTrialsResponse(trials=[convert.trial_to_pb(t) for t in trials])
+
+    @rpc
+    async def ListStudyChanges(
+        self, request: api.ListStudyChangesRequest
+    ) -> api.ListStudyChangesResponse:
+        cursor = tokens.from_change_cursor(request.cursor)
+        size = check_page_size(request.page_size)
+        changes = await self.service.study_changes(request.study_name, cursor, size)
+        return api.ListStudyChangesResponse(
+            study=convert.study_to_pb(changes.study),
+            trials=[convert.trial_to_pb(t) for t in changes.trials],
+            curves=[convert.curve_to_pb(c) for c in changes.curves],
+            next_cursor=tokens.change_cursor(changes.next_cursor),
+            more=changes.more,
+        )
 
 
 def add_to_server(servicer: TuningServicer, server: grpc.aio.Server) -> None:

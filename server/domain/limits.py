@@ -43,6 +43,12 @@ MAX_TRIAL_ID = 2**31 - 1
 MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_METRICS_PER_REPORT = 256
+# Reports (rows of values) in one ListStudyChanges answer.
+MAX_CHANGED_REPORTS = 100_000
+# How far a ListStudyChanges cursor reaches back before the time of the read that issued
+# it: a change stamped then but committed after the read (a transaction in flight, a
+# replica's clock a little behind) is still given by the next call.
+CHANGES_OVERLAP_SECONDS = 1.0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 # User input quoted back in an error message is cut to this many characters.
 MAX_QUOTED = 60

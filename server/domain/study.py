@@ -358,3 +358,5 @@ class Study:
     state: StudyState
     create_time: float
     trial_counts: Mapping[TrialState, int] = field(default_factory=dict)
+    # The latest creation, start, report, heartbeat or end of one of its trials (0: none).
+    update_time: float = 0.0

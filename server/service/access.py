@@ -65,7 +65,9 @@ class StudyAccess:
 
     def to_study(self, store: StudyStore, study: StudyRecord) -> Study:
         counts = store.trial_counts([study.id])[study.id]
-        return Study(study.name, self.spec(study), study.state, study.created_at, counts)
+        spec = self.spec(study)
+        changed = last_change(spec, store.trial_times([study.id])[study.id])
+        return Study(study.name, spec, study.state, study.created_at, counts, changed)
 
     def read(self, op: Callable[[StudyStore], T]) -> T:
         """A call that only reads, as a read-only transaction; again as a write transaction
@@ -135,3 +137,12 @@ class StudyAccess:
             return False
         store.set_study_state(study, StudyState.COMPLETED)
         return True
+
+
+def last_change(spec: StudySpec | None, times: tuple[float, float]) -> float:
+    """A study's update_time from its `StudyStore.trial_times`: an ACTIVE trial's lease was
+    last renewed (by a report or heartbeat) one lease timeout before it ends."""
+    ended, lease_end = times
+    if not lease_end or spec is None:
+        return ended
+    return max(ended, lease_end - spec.lease_timeout_seconds)

@@ -14,7 +14,8 @@ from tunewire.server.domain.errors import (
 )
 from tunewire.server.domain.limits import check_name, listed, shown
 from tunewire.server.domain.study import Study, StudySpec, StudyState, TrialState
-from tunewire.server.service.access import StudyAccess
+from tunewire.server.service.access import StudyAccess, last_change
+from tunewire.server.service.changes import ChangeCursor, StudyChanges, read_changes
 from tunewire.server.storage.base import StudyRecord, StudyStore
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,12 @@ class StudyService:
             more = len(found) > size
             found = found[:size]
             counts = store.trial_counts([s.id for s in found])
-            out = [
-                Study(s.name, self._listed_spec(s), s.state, s.created_at, counts[s.id])
-                for s in found
-            ]
+            times = store.trial_times([s.id for s in found])
+            out = []
+            for s in found:
+                spec = self._listed_spec(s)
+                changed = last_change(spec, times[s.id])
+                out.append(Study(s.name, spec, s.state, s.created_at, counts[s.id], changed))
             return out, (found[-1].name if more and found else None)
 
         return self.access.read(op)
@@ -122,6 +125,11 @@ class StudyService:
             return self.access.to_study(store, study)
 
         return self.storage.run(op)
+
+    def changes(self, name: str, cursor: ChangeCursor, size: int) -> StudyChanges:
+        """What changed in the study since `cursor`, a page at a time (see
+        `changes.read_changes`)."""
+        return self.access.read(lambda store: read_changes(self.access, store, name, cursor, size))
 
     def trial_counts(self) -> list[tuple[str, dict[TrialState, int]]]:
         """Trials per state of every study, in one attempt (a metrics scrape must answer

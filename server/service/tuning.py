@@ -18,6 +18,7 @@ from tunewire.server.domain.study import (
     Trial,
     TrialState,
 )
+from tunewire.server.service.changes import ChangeCursor, StudyChanges
 from tunewire.server.service.placement import CallPlacement
 from tunewire.server.service.studies import StudyService
 from tunewire.server.service.suggest import SuggestAsk, SuggestResult, SuggestStrategy
@@ -61,6 +62,11 @@ class TuningService:
 
     async def trial_counts(self) -> list[tuple[str, dict[TrialState, int]]]:
         return await self.calls.run(self.studies.trial_counts, light=False)
+
+    async def study_changes(self, name: str, cursor: ChangeCursor, size: int) -> StudyChanges:
+        return await self.calls.run(
+            functools.partial(self.studies.changes, name, cursor, size), light=False
+        )
 
     # -- trials ---------------------------------------------------------------------------
     async def suggest_trials(self, name: str, count: int, worker_id: str) -> SuggestResult:

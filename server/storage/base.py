@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tunewire.server.domain.early_stopping import PeerQuery
 from tunewire.server.domain.lifecycle import TrialTally
@@ -62,6 +62,10 @@ class StudyStore(Protocol):
     def tally(self, study: StudyRecord) -> TrialTally:
         """What the budget rules read: trials created, LOST, REQUESTED and ACTIVE."""
 
+    def trial_times(self, study_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+        """Per study: the latest creation, start or end of one of its trials, and the
+        latest lease end of an ACTIVE one (0.0 where there is none)."""
+
     # -- trials -------------------------------------------------------------------------
     def find_study_trial(
         self, name: str, trial_id: int, now: float, *, for_update: bool = False
@@ -84,9 +88,12 @@ class StudyStore(Protocol):
         ids: Sequence[int] | None = None,
         lease_before: float | None = None,
         request_id: str | None = None,
+        changed_since: float | None = None,
         limit: int | None = None,
     ) -> list[Trial]:
-        """The study's trials by id, filtered by every argument given."""
+        """The study's trials by id, filtered by every argument given. `changed_since`
+        keeps those that may have changed at or after that time: every REQUESTED or
+        ACTIVE trial, and those created, started or ended since."""
 
     def has_expired_leases(self, study: StudyRecord, now: float) -> bool: ...
 
@@ -138,6 +145,23 @@ class StudyStore(Protocol):
         lease is renewed too, whether or not the step was new."""
 
     def delete_measurements(self, study: StudyRecord, trial_id: int) -> None: ...
+
+    def report_values(
+        self,
+        study: StudyRecord,
+        metrics: Sequence[str],
+        *,
+        since: float = 0.0,
+        after: tuple[int, int] = (0, -1),
+        last_id: int,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """Rows (trial id, step, the values of `metrics`..., None where a report lacks
+        one) of the
+        reports recorded at or after `since`, after the (trial id, step) `after`, on trials
+        up to `last_id`, by trial and step; at most `limit`. `metrics[0]` must be the
+        study's primary metric (every report keeps its value apart, see
+        `add_measurement`)."""
 
     def peer_values(
         self, study: StudyRecord, query: PeerQuery, *, metric: str, exclude: int

@@ -173,6 +173,20 @@ def start_server(image: str, name: str, volume: str, port: int, metrics_port: in
     )  # fmt: skip
 
 
+def fetch_json(url: str, container: str, timeout: float = 60) -> dict:
+    """GET `url` as JSON once the container answers; its logs in the failure otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return json.loads(reply.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                logs = docker("logs", container, check=False)
+                raise AssertionError(f"{url} did not answer:\n{logs[-4000:]}") from None
+            time.sleep(0.5)
+
+
 def trial_table(target: str) -> list[tuple[int, str, str, dict, dict | None, int]]:
     client = TuningClient(target, timeout=30, retry_timeout=60)
     try:
@@ -237,6 +251,19 @@ def test_server_and_trainer_containers_finish_a_study_that_survives_restarts(
     assert samples[trials_key] == TRIALS
     assert samples[("tunewire_rpc_total", (("code", "OK"), ("method", "CompleteTrial")))] >= TRIALS
     assert samples[("tunewire_suggestion_seconds_count", ())] >= TRIALS
+
+    # The dashboard runs from the server image (docker-compose.yml's `dashboard` service)
+    # and shows the study the trainers finished.
+    dashboard, dashboard_port = f"{run_id}-dashboard", free_port()
+    docker(
+        "run", "--detach", "--name", dashboard, "--network", "host",
+        "--entrypoint", "tunewire", images["server"],
+        "dashboard", "--server", target, "--host", "127.0.0.1", "--port", str(dashboard_port),
+    )  # fmt: skip
+    listed = fetch_json(f"http://127.0.0.1:{dashboard_port}/api/studies", dashboard)
+    (shown,) = [s for s in listed["studies"] if s["name"] == STUDY]
+    assert shown["best"]["trial"] in {tid for tid, *_ in before}, shown
+    docker("rm", "--force", dashboard)
 
     # The same container restarted, then a new container on the same volume: all trials kept.
     docker("restart", server, timeout=120)

@@ -28,9 +28,13 @@ def k8s_resources() -> list[dict[str, Any]]:
     return docs
 
 
-def one(resources: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [r for r in resources if r["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def one(resources: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        r
+        for r in resources
+        if r["kind"] == kind and (name is None or r["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
@@ -50,7 +54,8 @@ def test_k8s_manifests_match_the_api_schemas(version: str) -> None:
 
 def test_k8s_server_replicas_service_and_secret_are_wired() -> None:
     resources = k8s_resources()
-    deployment, service = one(resources, "Deployment"), one(resources, "Service")
+    deployment = one(resources, "Deployment", "tunewire-server")
+    service = one(resources, "Service", "tunewire-server")
     secret = one(resources, "Secret")
     assert deployment["spec"]["replicas"] >= 2
     pod = deployment["spec"]["template"]
@@ -75,7 +80,7 @@ def test_k8s_server_replicas_service_and_secret_are_wired() -> None:
 
 def test_k8s_trainers_request_gpus_and_reach_every_replica() -> None:
     resources = k8s_resources()
-    job, service = one(resources, "Job"), one(resources, "Service")
+    job, service = one(resources, "Job"), one(resources, "Service", "tunewire-server")
     secret = one(resources, "Secret")
     (trainer,) = job["spec"]["template"]["spec"]["containers"]
     assert int(trainer["resources"]["limits"]["nvidia.com/gpu"]) >= 1
@@ -87,6 +92,44 @@ def test_k8s_trainers_request_gpus_and_reach_every_replica() -> None:
     (token,) = trainer["env"]
     assert token["name"] == "TUNEWIRE_TOKEN"
     assert token["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+
+
+def test_k8s_dashboard_reads_every_replica_with_its_tokens_and_is_probed() -> None:
+    resources = k8s_resources()
+    deployment = one(resources, "Deployment", "tunewire-dashboard")
+    service = one(resources, "Service", "tunewire-dashboard")
+    server_service = one(resources, "Service", "tunewire-server")
+    secret = one(resources, "Secret")
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels
+    assert service["spec"]["selector"].items() <= labels
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    (dashboard,) = pod["spec"]["containers"]
+    assert dashboard["image"] == server_service_image(resources)
+    assert dashboard["command"] == ["tunewire", "dashboard"]
+    env = {e["name"]: e for e in dashboard["env"]}
+    grpc_port = next(p["port"] for p in server_service["spec"]["ports"] if p["name"] == "grpc")
+    name = server_service["metadata"]["name"]
+    assert env["TUNEWIRE_SERVER"]["value"] == f"dns:///{name}:{grpc_port}"
+    # Listening beyond loopback, so browsers must give a token; the server's is its own.
+    assert env["TUNEWIRE_DASHBOARD_HOST"]["value"] == "0.0.0.0"
+    for var, key in (("TUNEWIRE_TOKEN", "token"), ("TUNEWIRE_DASHBOARD_TOKEN", "dashboard-token")):
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] == key
+        assert key in secret["stringData"]
+    http_port = int(env["TUNEWIRE_DASHBOARD_PORT"]["value"])
+    assert dashboard["ports"][0]["containerPort"] == http_port
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http"}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert dashboard[probe]["httpGet"]["path"] == "/healthz", probe
+    assert dashboard["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def server_service_image(resources: list[dict[str, Any]]) -> str:
+    """The image the servers run (the dashboard runs from it too)."""
+    server = one(resources, "Deployment", "tunewire-server")
+    return str(server["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
 def dockerfile_stages() -> dict[str, str]:
@@ -132,6 +175,21 @@ def test_compose_has_postgres_two_replicas_and_round_robin_trainers() -> None:
     assert services["trainer"]["restart"] == "on-failure"
 
 
+def test_compose_dashboard_reads_the_replicas_and_is_published_on_loopback_only() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    dashboard, server = compose["services"]["dashboard"], compose["services"]["server"]
+    assert dashboard["image"] == server["image"]  # the server image runs it
+    assert dashboard["entrypoint"] == ["tunewire", "dashboard"]
+    env = dashboard["environment"]
+    assert env["TUNEWIRE_SERVER"] == "dns:///server:50051"
+    assert env["TUNEWIRE_TOKEN"].startswith("${TUNEWIRE_TOKEN")
+    assert env["TUNEWIRE_DASHBOARD_TOKEN"].startswith("${TUNEWIRE_DASHBOARD_TOKEN:?")
+    port = env["TUNEWIRE_DASHBOARD_PORT"]
+    assert dashboard["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert "/healthz" in " ".join(dashboard["healthcheck"]["test"])
+    assert dashboard["depends_on"]["server"]["condition"] == "service_healthy"
+
+
 def compose_command() -> list[str] | None:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -146,7 +204,7 @@ def test_compose_file_is_valid_for_compose() -> None:
     command = compose_command()
     if command is None:
         pytest.skip("no docker-compose or docker compose plugin installed")
-    env = {**os.environ, "TUNEWIRE_TOKEN": "t"}
+    env = {**os.environ, "TUNEWIRE_TOKEN": "t", "TUNEWIRE_DASHBOARD_TOKEN": "d"}
     done = subprocess.run(
         [*command, "--file", str(REPO / "docker-compose.yml"), "config", "--quiet"],
         capture_output=True,

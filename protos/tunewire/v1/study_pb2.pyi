@@ -242,18 +242,20 @@ class TrialCounts(_message.Message):
     def __init__(self, requested: _Optional[int] = ..., active: _Optional[int] = ..., completed: _Optional[int] = ..., stopped_early: _Optional[int] = ..., infeasible: _Optional[int] = ..., failed: _Optional[int] = ..., lost: _Optional[int] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("name", "spec", "state", "create_time", "trial_counts")
+    __slots__ = ("name", "spec", "state", "create_time", "trial_counts", "update_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     TRIAL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: StudySpec
     state: StudyState
     create_time: _timestamp_pb2.Timestamp
     trial_counts: TrialCounts
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[StudySpec, _Mapping]] = ..., state: _Optional[_Union[StudyState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_counts: _Optional[_Union[TrialCounts, _Mapping]] = ...) -> None: ...
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[StudySpec, _Mapping]] = ..., state: _Optional[_Union[StudyState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_counts: _Optional[_Union[TrialCounts, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Measurement(_message.Message):
     __slots__ = ("step", "metrics", "elapsed_seconds", "time")
@@ -324,3 +326,15 @@ class Trial(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     lease_expire_time: _timestamp_pb2.Timestamp
     def __init__(self, study_name: _Optional[str] = ..., id: _Optional[int] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., state: _Optional[_Union[TrialState, str]] = ..., worker_id: _Optional[str] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., final_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., reason: _Optional[str] = ..., stop_decision: _Optional[_Union[StopDecision, _Mapping]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., retry_of: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TrialCurve(_message.Message):
+    __slots__ = ("trial_id", "metric", "steps", "values")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    metric: str
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, trial_id: _Optional[int] = ..., metric: _Optional[str] = ..., steps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -273,3 +273,27 @@ class ListOptimalTrialsResponse(_message.Message):
     TRIALS_FIELD_NUMBER: _ClassVar[int]
     trials: _containers.RepeatedCompositeFieldContainer[_study_pb2.Trial]
     def __init__(self, trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ...) -> None: ...
+
+class ListStudyChangesRequest(_message.Message):
+    __slots__ = ("study_name", "cursor", "page_size")
+    STUDY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    study_name: str
+    cursor: str
+    page_size: int
+    def __init__(self, study_name: _Optional[str] = ..., cursor: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListStudyChangesResponse(_message.Message):
+    __slots__ = ("study", "trials", "curves", "next_cursor", "more")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    study: _study_pb2.Study
+    trials: _containers.RepeatedCompositeFieldContainer[_study_pb2.Trial]
+    curves: _containers.RepeatedCompositeFieldContainer[_study_pb2.TrialCurve]
+    next_cursor: str
+    more: bool
+    def __init__(self, study: _Optional[_Union[_study_pb2.Study, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ..., curves: _Optional[_Iterable[_Union[_study_pb2.TrialCurve, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -115,6 +115,11 @@ class TuningServiceStub:
                 request_serializer=tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsRequest.SerializeToString,
                 response_deserializer=tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsResponse.FromString,
                 _registered_method=True)
+        self.ListStudyChanges = channel.unary_unary(
+                '/tunewire.v1.TuningService/ListStudyChanges',
+                request_serializer=tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesRequest.SerializeToString,
+                response_deserializer=tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesResponse.FromString,
+                _registered_method=True)
 
 
 class TuningServiceServicer:
@@ -250,6 +255,16 @@ class TuningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStudyChanges(self, request, context):
+        """What changed in a study since a cursor, for live views that poll (dashboards): the
+        study now, the trials that changed, and the values of the study's metrics reported
+        since, in compact form. An empty cursor answers the whole study, a page at a time,
+        so one call serves both the first read and every update. Read only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TuningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +347,11 @@ def add_TuningServiceServicer_to_server(servicer, server):
                     servicer.ListOptimalTrials,
                     request_deserializer=tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsRequest.FromString,
                     response_serializer=tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsResponse.SerializeToString,
+            ),
+            'ListStudyChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudyChanges,
+                    request_deserializer=tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesRequest.FromString,
+                    response_serializer=tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -767,6 +787,33 @@ class TuningService:
             '/tunewire.v1.TuningService/ListOptimalTrials',
             tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsRequest.SerializeToString,
             tunewire_dot_v1_dot_tuning__service__pb2.ListOptimalTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudyChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunewire.v1.TuningService/ListStudyChanges',
+            tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesRequest.SerializeToString,
+            tunewire_dot_v1_dot_tuning__service__pb2.ListStudyChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

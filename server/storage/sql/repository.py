@@ -26,7 +26,7 @@ from tunewire.server.domain.early_stopping import PeerQuery
 from tunewire.server.domain.lifecycle import TrialTally
 from tunewire.server.domain.study import Measurement, StudyState, Trial, TrialState
 from tunewire.server.storage.base import StudyRecord
-from tunewire.server.storage.sql import peers
+from tunewire.server.storage.sql import changes, peers
 from tunewire.server.storage.sql import statements as sql
 from tunewire.server.storage.sql.rows import (
     ALL_TRIAL_COLUMNS,
@@ -112,6 +112,9 @@ class SqlStudyStore:
             out[sid][TrialState(state)] = int(n)
         return out
 
+    def trial_times(self, study_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+        return changes.trial_times(self.conn, study_ids)
+
     def tally(self, study: StudyRecord) -> TrialTally:
         created, lost, requested, active = sql.TALLY.execute(
             self.conn, {"sid": study.id}
@@ -152,12 +155,15 @@ class SqlStudyStore:
         ids: Sequence[int] | None = None,
         lease_before: float | None = None,
         request_id: str | None = None,
+        changed_since: float | None = None,
         limit: int | None = None,
     ) -> list[Trial]:
         state_list = [s.value for s in states]
         if ids is not None and not ids:
             return []
-        prebuilt = ids is None and lease_before is None and request_id is None
+        prebuilt = (
+            ids is None and lease_before is None and request_id is None and changed_since is None
+        )
         if len(state_list) == 1 and not after_id and prebuilt:
             # The shapes a suggestion asks for, prebuilt.
             cursor = None
@@ -185,6 +191,8 @@ class SqlStudyStore:
             conditions.append(trials.c.lease_expires < lease_before)
         if request_id is not None:
             conditions.append(trials.c.request_id == request_id)
+        if changed_since is not None:
+            conditions.append(changes.changed_since(changed_since))
         stmt = select(trials).where(and_(*conditions)).order_by(trials.c.trial_id)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -308,6 +316,27 @@ class SqlStudyStore:
             delete(measurements).where(
                 measurements.c.study_id == study.id, measurements.c.trial_id == trial_id
             )
+        )
+
+    def report_values(
+        self,
+        study: StudyRecord,
+        metrics: Sequence[str],
+        *,
+        since: float = 0.0,
+        after: tuple[int, int] = (0, -1),
+        last_id: int,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        return changes.report_values(
+            self.conn,
+            self._json_number,
+            study.id,
+            metrics,
+            since=since,
+            after=after,
+            last_id=last_id,
+            limit=limit,
         )
 
     def peer_values(

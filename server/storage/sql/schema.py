@@ -58,6 +58,8 @@ trials = Table(
     Index("ix_trials_study_state_id", "study_id", "state", "trial_id"),
     Index("ix_trials_study_worker", "study_id", "worker_id"),
     Index("ix_trials_study_request", "study_id", "request_id", unique=True),
+    # What views following a study read: the trials that ended since a time.
+    Index("ix_trials_study_ended", "study_id", "ended_at"),
 )
 
 measurements = Table(

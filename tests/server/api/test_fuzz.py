@@ -181,6 +181,7 @@ def valid_request(method: str) -> Any:
         "GetTrial": lambda: api.GetTrialRequest(study_name="s", trial_id=1),
         "ListTrials": lambda: api.ListTrialsRequest(study_name="s", page_size=2),
         "ListOptimalTrials": lambda: api.ListOptimalTrialsRequest(study_name="s", count=2),
+        "ListStudyChanges": lambda: api.ListStudyChangesRequest(study_name="s", page_size=2),
     }
     return requests[method]()
 

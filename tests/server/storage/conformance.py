@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.server.storage.conformance_changes import ChangeReadsConformance
 from tunewire.server.domain import lifecycle
 from tunewire.server.domain.early_stopping import PeerQuery, StopDecision
 from tunewire.server.domain.lifecycle import TrialTally
@@ -49,7 +50,7 @@ def _in(storage: Storage, study: StudyRecord, fn: Callable[[StudyStore, StudyRec
     return storage.run(lambda store: fn(store, study))
 
 
-class StorageConformance:
+class StorageConformance(ChangeReadsConformance):
     """Every method of `StudyStore`, and the unit of work, in domain terms."""
 
     # -- studies ------------------------------------------------------------------------

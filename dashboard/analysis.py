@@ -1,0 +1,177 @@
+"""What the dashboard computes from a study's results: parameter importance (a first-order
+fANOVA decomposition of a random forest, as Hutter et al. 2014 and Optuna's default
+evaluator do) and the Pareto front of several metrics.
+
+Importance, in words: a random forest (scikit-learn) learns the primary metric from the
+parameters of the finished trials. For each tree, the variance of its prediction over the
+whole search space (each parameter uniform over its range, log-scaled ones in log space)
+is split into the part each parameter explains on its own (its main effect: the
+prediction averaged over all the other parameters, as a function of that one). A
+parameter's importance is its share of the main effects, averaged over the trees.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+# Enough trials to say something; beyond the cap a seeded sample keeps it within a second.
+MIN_TRIALS = 4
+MAX_TRIALS = 3000
+TREES = 32
+# An inactive conditional parameter is one more value, below its range.
+INACTIVE = -0.1
+
+
+def encode(
+    parameters: Sequence[Mapping[str, Any]], params: Sequence[Mapping[str, Any]]
+) -> np.ndarray:
+    """Trials' parameter values as columns in [INACTIVE, 1]: numbers scaled to their range
+    (log-scaled ones in log space), categoricals as the middle of their slot."""
+    x = np.full((len(params), len(parameters)), INACTIVE)
+    for j, p in enumerate(parameters):
+        choices = list(p.get("choices") or [])
+        for i, values in enumerate(params):
+            v = values.get(p["name"])
+            if v is None:
+                continue
+            if p["kind"] == "categorical":
+                k = choices.index(v) if v in choices else 0
+                x[i, j] = (k + 0.5) / len(choices)
+                continue
+            low, high, value = float(p["low"]), float(p["high"]), float(v)
+            if p.get("log") and low > 0 and value > 0:
+                low, high, value = math.log(low), math.log(high), math.log(value)
+            x[i, j] = 0.5 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    return x
+
+
+def _leaves(tree: Any, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The leaves of a fitted sklearn tree: lower and upper corners of their boxes in
+    [INACTIVE, 1]^dims, and their values."""
+    left, right = tree.children_left, tree.children_right
+    feature, threshold = tree.feature, tree.threshold
+    lows, highs, values = [], [], []
+    stack = [(0, np.full(dims, INACTIVE), np.ones(dims))]
+    while stack:
+        node, lo, hi = stack.pop()
+        if left[node] == -1:
+            lows.append(lo)
+            highs.append(hi)
+            values.append(float(tree.value[node].ravel()[0]))
+            continue
+        f, t = feature[node], threshold[node]
+        t = min(max(t, lo[f]), hi[f])
+        hi_left = hi.copy()
+        hi_left[f] = t
+        lo_right = lo.copy()
+        lo_right[f] = t
+        stack.append((left[node], lo, hi_left))
+        stack.append((right[node], lo_right, hi))
+    return np.array(lows), np.array(highs), np.array(values)
+
+
+def main_effects(tree: Any, dims: int) -> np.ndarray | None:
+    """Each parameter's main-effect variance as a share of the tree's total variance
+    (None for a constant tree)."""
+    lows, highs, values = _leaves(tree, dims)
+    widths = highs - lows
+    span = 1.0 - INACTIVE
+    volumes = np.prod(widths / span, axis=1)
+    mean = float(np.sum(volumes * values))
+    total = float(np.sum(volumes * (values - mean) ** 2))
+    if total <= 1e-300:
+        return None
+    out = np.zeros(dims)
+    for j in range(dims):
+        # The prediction averaged over the other parameters is constant between the
+        # tree's cut points on parameter j: sum each leaf over the intervals it covers.
+        cuts = np.unique(np.concatenate([lows[:, j], highs[:, j]]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(widths[:, j] > 0, volumes * values / (widths[:, j] / span), 0.0)
+        start = np.searchsorted(cuts, lows[:, j])
+        stop = np.searchsorted(cuts, highs[:, j])
+        diff = np.zeros(len(cuts))
+        np.add.at(diff, start, weight)
+        np.add.at(diff, stop, -weight)
+        marginal = np.cumsum(diff)[:-1]
+        interval = np.diff(cuts) / span
+        out[j] = float(np.sum(interval * (marginal - mean) ** 2)) / total
+    return out
+
+
+def importance(
+    parameters: Sequence[Mapping[str, Any]],
+    params: Sequence[Mapping[str, Any]],
+    objective: Sequence[float],
+) -> dict[str, Any] | None:
+    """{"parameters": names, "importance": shares summing to 1, "trials": n} by importance,
+    or None with fewer than MIN_TRIALS trials or a constant objective."""
+    if len(params) < MIN_TRIALS or not parameters:
+        return None
+    from sklearn.ensemble import RandomForestRegressor  # a second's import: only when used
+
+    rows = np.arange(len(params))
+    if len(rows) > MAX_TRIALS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_TRIALS, replace=False))
+    x = encode(parameters, [params[int(i)] for i in rows])
+    y = np.asarray(objective, dtype=float)[rows]
+    if float(np.ptp(y)) == 0.0:
+        return None
+    forest = RandomForestRegressor(
+        n_estimators=TREES, max_depth=12, min_samples_leaf=2, random_state=0, n_jobs=1
+    ).fit(x, y)
+    effects = [main_effects(t.tree_, x.shape[1]) for t in forest.estimators_]
+    found = [e for e in effects if e is not None]
+    if not found:
+        return None
+    shares = np.mean(found, axis=0)
+    shares = shares / shares.sum() if shares.sum() > 0 else shares
+    order = np.argsort(-shares, kind="stable")
+    return {
+        "parameters": [parameters[int(j)]["name"] for j in order],
+        "importance": [float(shares[int(j)]) for j in order],
+        "trials": len(rows),
+    }
+
+
+def importance_in_child(
+    parameters: Sequence[Mapping[str, Any]],
+    params: Sequence[Mapping[str, Any]],
+    objective: Sequence[float],
+) -> dict[str, Any] | None:
+    """`importance` computed in a short-lived process: scikit-learn and the forest (about
+    150 MB) never stay in the dashboard's memory, and the dashboard's threads keep the CPU
+    the fit does not take."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+        found: dict[str, Any] | None = child.submit(
+            importance, list(parameters), list(params), list(objective)
+        ).result(timeout=600)
+        return found
+
+
+def pareto_front(objectives: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+    """Indices of the rows no other row dominates (at least as good everywhere, better
+    somewhere), for metrics to maximise where `maximize` says so."""
+    if len(objectives) == 0:
+        return np.zeros(0, dtype=int)
+    y = objectives * np.where(np.asarray(maximize), -1.0, 1.0)
+    candidates = np.arange(len(y))
+    front = []
+    # Best-first by the sum: a row is dominated only by rows before it in this order.
+    order = np.lexsort((np.arange(len(y)), y.sum(axis=1)))
+    y, candidates = y[order], candidates[order]
+    alive = np.ones(len(y), dtype=bool)
+    for i in range(len(y)):
+        if not alive[i]:
+            continue
+        front.append(candidates[i])
+        dominated = np.all(y[i] <= y, axis=1) & np.any(y[i] < y, axis=1)
+        alive &= ~dominated
+    return np.sort(np.array(front, dtype=int))

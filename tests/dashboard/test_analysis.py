@@ -1,0 +1,69 @@
+"""Parameter importance (fANOVA-style, over a random forest) and the Pareto front."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tunewire.dashboard import analysis
+
+PARAMETERS = [
+    {"name": "lr", "kind": "float", "low": 1e-4, "high": 1.0, "log": True},
+    {"name": "noise", "kind": "float", "low": 0.0, "high": 1.0, "log": False},
+    {"name": "opt", "kind": "categorical", "choices": ["sgd", "adam", "<b>x</b>"]},
+    {"name": "units", "kind": "int", "low": 1, "high": 8, "log": False, "condition": "opt"},
+]
+
+
+def test_encoding_scales_to_the_range_in_log_space_and_marks_inactive_parameters() -> None:
+    x = analysis.encode(PARAMETERS, [{"lr": 1e-2, "noise": 0.25, "opt": "adam"}])
+    assert np.allclose(x[0, :3], [0.5, 0.25, 0.5])
+    assert x[0, 3] == analysis.INACTIVE
+
+
+def test_the_parameter_the_objective_depends_on_is_the_most_important() -> None:
+    rng = np.random.default_rng(1)
+    params = [
+        {
+            "lr": float(10 ** rng.uniform(-4, 0)),
+            "noise": float(rng.uniform()),
+            "opt": ["sgd", "adam", "<b>x</b>"][i % 3],
+            "units": int(rng.integers(1, 9)),
+        }
+        for i in range(300)
+    ]
+    objective = [(np.log10(p["lr"]) + 2) ** 2 + 0.3 * (p["opt"] == "sgd") for p in params]
+    found = analysis.importance(PARAMETERS, params, objective)
+    assert found is not None and found["trials"] == 300
+    assert found["parameters"][0] == "lr"
+    shares = dict(zip(found["parameters"], found["importance"], strict=True))
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    assert shares["lr"] > 0.6 and shares["opt"] > shares["noise"]
+
+
+def test_importance_needs_trials_with_different_results() -> None:
+    assert analysis.importance(PARAMETERS, [{"lr": 0.1}] * 3, [1.0] * 3) is None
+    same = [{"lr": 0.1 * (i + 1), "noise": 0.1} for i in range(8)]
+    assert analysis.importance(PARAMETERS, same, [2.0] * 8) is None
+
+
+def test_main_effects_of_a_tree_split_the_variance_exactly_for_an_additive_function() -> None:
+    from sklearn.tree import DecisionTreeRegressor
+
+    grid = np.array(
+        [[a, b] for a in np.linspace(0.05, 0.95, 10) for b in np.linspace(0.05, 0.95, 10)]
+    )
+    y = 3 * (grid[:, 0] > 0.5) + 1 * (grid[:, 1] > 0.5)
+    tree = DecisionTreeRegressor(max_depth=2).fit(grid, y)
+    effects = analysis.main_effects(tree.tree_, 2)
+    assert effects is not None
+    # Each split's cell covers [INACTIVE, 1]: the shares follow from the cell widths, and
+    # an additive function has no interaction left over.
+    assert abs(effects.sum() - 1.0) < 1e-9 and effects[0] > 8 * effects[1]
+
+
+def test_pareto_front_keeps_the_rows_nothing_beats_on_every_metric() -> None:
+    y = np.array([[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [5.0, 1.0], [2.0, 2.0], [6.0, 0.5]])
+    assert list(analysis.pareto_front(y, [False, False])) == [0, 1, 3, 4, 5]
+    assert list(analysis.pareto_front(y, [True, False])) == [5]
+    assert list(analysis.pareto_front(y, [True, True])) == [0, 2, 3, 5]
+    assert list(analysis.pareto_front(np.zeros((0, 2)), [False, False])) == []
