@@ -125,6 +125,9 @@ def build_server(settings: ServerSettings, storage: Storage) -> tuple[Server, in
 
         torch.set_num_threads(settings.torch_threads)
     preload_algorithms()
+    from tunewire.server.algorithms.gp.threads import one_blas_thread_for_this_process
+
+    one_blas_thread_for_this_process()
     return _EventLoopThread.run(_start(settings, storage))
 
 
