@@ -24,6 +24,7 @@ Prints tables, writes benchmarks/bench_many_workers.png, appends to benchmarks/R
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -155,6 +156,50 @@ def many_workers(
     return "\n".join(lines), results
 
 
+def common_target_table(
+    results: dict[str, dict[str, dict[int, list[Run]]]], budget: int, ours: str = "tunewire gp"
+) -> str:
+    """Simulated time for every arm and worker count to reach one regret per task: the best
+    peer's one-worker median at the budget. Each arm's own speed-up above is measured
+    against its own one-worker result, which flatters an arm that is weak alone; this
+    table puts every arm on the same finish line."""
+    ks = sorted({k for arms in results.values() for by_k in arms.values() for k in by_k})
+    lines = [
+        "| task | target | arm | " + " | ".join(f"{k} workers" for k in ks) + " |",
+        "|---|---|---|" + "---|" * len(ks),
+    ]
+    for task, arms in results.items():
+        peers = [
+            median_at_evaluations(by_k[1], budget)
+            for arm, by_k in arms.items()
+            if arm != ours and 1 in by_k
+        ]
+        if not peers:
+            continue
+        target = min(peers)
+        for arm, by_k in arms.items():
+            cells = [fmt(time_to_reach(by_k[k], target)) if k in by_k else "—" for k in ks]
+            lines.append(f"| {task} | {fmt(target)} | {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dump(results: dict[str, dict[str, dict[int, list[Run]]]], path: Path) -> None:
+    """Every run's finishing times, regrets and latencies, for analysis after the run."""
+    data = {
+        task: {
+            arm: {
+                str(k): [
+                    {"times": r.times, "regrets": r.regrets, "latencies": r.latencies} for r in runs
+                ]
+                for k, runs in by_k.items()
+            }
+            for arm, by_k in arms.items()
+        }
+        for task, arms in results.items()
+    }
+    path.write_text(json.dumps(data))
+
+
 # -- 3. tabular tasks -------------------------------------------------------------------------
 def tabular_table(results: dict[str, dict[str, dict[int, list[Run]]]], budget: int) -> str:
     lines = [
@@ -260,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
                 client, [synthetic(p) for p in problems], workers, arms, seeds, args.budget
             )
             parts.append("Many workers, simulated clock:\n\n" + text)
+            parts.append(
+                "Simulated time to the best peer's one-worker median regret at "
+                f"{args.budget} evaluations (every arm, same finish line):\n\n"
+                + common_target_table(results, args.budget)
+            )
+            dump(results, OUT / "bench_many_workers_runs.json")
         if "tabular" in sections:
             _, tab = many_workers(
                 client, [tabular(t) for t in tables], [1], arms, seeds, args.budget
@@ -271,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         server.terminate()
         server.wait(timeout=30)
+        for suffix in ("", "-wal", "-shm"):
+            (OUT / f"bench_many_workers_{port}.db{suffix}").unlink(missing_ok=True)
     text = "\n\n".join(parts)
     print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
     if not args.no_record:

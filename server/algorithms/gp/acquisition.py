@@ -39,7 +39,9 @@ from tunewire.server.algorithms.gp.numerics import (
 EVAL_CHUNK = 512
 # Running trials up to which the candidate is scored jointly with them by Monte Carlo;
 # beyond, by a believer (`_Believed`), whose cost grows far more slowly with their number.
-MAX_JOINT_PENDING = 16
+# Chosen by bench_many_workers: the joint reached one worker's regret sooner with 4
+# workers, the believer with 16 (and at a third of the cost).
+MAX_JOINT_PENDING = 8
 # Draws per array in the joint acquisition's scoring (candidates x batch members x draws):
 # about 128 KB of doubles, under glibc's threshold for serving an allocation by mmap
 # (larger arrays come fresh from the kernel and are page-faulted in on every call).
