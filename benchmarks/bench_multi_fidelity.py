@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         tables, workers, trainings = tables[:1], workers[-1:], min(trainings, 6.0)
     port = free_port()
     OUT.mkdir(parents=True, exist_ok=True)
+    db = OUT / f"bench_multi_fidelity_{port}.db"
     server = start_server_process(
-        f"sqlite:///{OUT / f'bench_multi_fidelity_{port}.db'}",
+        f"sqlite:///{db}",
         port,
         OUT / "bench_multi_fidelity_server.log",
         threads=8,
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         server.terminate()
         server.wait(timeout=30)
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            path.unlink(missing_ok=True)  # tens of MB per run; nothing reads it afterwards
     print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
     if not args.no_record:
         given = argv if argv is not None else sys.argv[1:]

@@ -25,6 +25,7 @@ def test_bench_multi_fidelity_quick_replays_every_kind_of_arm(
     )
     out = capsys.readouterr().out
     assert code == 0
+    assert not list((tmp_path / "out").glob("*.db*"))  # the run's database is removed
     assert "| digits-mlp | tunewire gp (no stopping) | 4 |" in out
     assert "| digits-mlp | tunewire random + ASHA | 4 |" in out
     if importlib.util.find_spec("optuna") is not None:
