@@ -270,7 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from benchmarks.common import append_results, free_port, start_server_process
+    from benchmarks.common import (
+        append_results,
+        free_port,
+        remove_sqlite_file,
+        start_server_process,
+    )
     from tunewire.client import TuningClient
 
     sections = set(args.sections.split(","))
@@ -322,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         server.terminate()
         server.wait(timeout=30)
-        for suffix in ("", "-wal", "-shm"):
-            (OUT / f"bench_many_workers_{port}.db{suffix}").unlink(missing_ok=True)
+        remove_sqlite_file(OUT / f"bench_many_workers_{port}.db")
     text = "\n\n".join(parts)
     print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
     if not args.no_record:

@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from benchmarks.common import append_results, free_port, start_server_process
+    from benchmarks.common import (
+        append_results,
+        free_port,
+        remove_sqlite_file,
+        start_server_process,
+    )
     from tunewire.client import TuningClient
 
     names = [t for t in args.tasks.split(",") if t] or sorted(
@@ -195,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         server.terminate()
         server.wait(timeout=30)
-        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-            path.unlink(missing_ok=True)  # tens of MB per run; nothing reads it afterwards
+        remove_sqlite_file(db)  # nothing reads it afterwards
     print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
     if not args.no_record:
         given = argv if argv is not None else sys.argv[1:]

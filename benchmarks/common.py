@@ -75,6 +75,12 @@ def start_server_process(
         channel.close()
 
 
+def remove_sqlite_file(path: Path) -> None:
+    """Deletes a SQLite database and its WAL and shared-memory files, where they exist."""
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a live process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -78,7 +78,7 @@ class SqlStorage:
             )
         self.engine = self._create_engine(self.url)
         # SQLite has one writer at a time. Queueing this process's transactions on a lock
-        # avoids SQLite's busy handler, which sleeps in steps of up to 100 ms; other
+        # avoids SQLite's busy handler, which sleeps between its retries; other
         # processes on the same file still coordinate through BEGIN IMMEDIATE.
         self._local_writer = threading.Lock() if self.url.startswith("sqlite") else None
         # Threads that keep a connection: thread id -> its connection (None: not yet made).
