@@ -297,7 +297,7 @@ def test_killing_one_of_two_replicas_does_not_stop_the_study(
         )  # fmt: skip
     for name in replicas:
         wait_healthy(name)
-    trials = 10
+    trials = 16
     spec = STUDY_SPEC.replace(f"max_trials: {TRIALS}", f"max_trials: {trials}")
     survivor = TuningClient(f"127.0.0.1:{ports[1]}", timeout=30, retry_timeout=60)
     survivor.create_study(STUDY, yaml.safe_load(spec))
@@ -312,18 +312,27 @@ def test_killing_one_of_two_replicas_does_not_stop_the_study(
     deadline = time.monotonic() + 300
     while len(survivor.list_trials(STUDY, ["completed"], measurements=False)) < 2:
         assert time.monotonic() < deadline, "no trial completed"
-        time.sleep(0.5)
-    # Calls of the tuning service each replica answered (not the HEALTHCHECK's probes).
-    served = [
-        sum(
-            v
-            for (name, labels), v in scrape(port).items()
-            if name == "tunewire_rpc_total" and ("method", "Check") not in labels
-        )
-        for port in ports[2:]
-    ]
-    docker("kill", replicas[0])
-    killed_at = len(survivor.list_trials(STUDY, ["completed"], measurements=False))
+        time.sleep(0.2)
+    # Freeze the trainers while the replicas' counters are read and one replica is killed:
+    # their trials take about a second each, so without the freeze a slow scrape or docker
+    # call could let them finish the whole study before the kill.
+    for name in trainers:
+        docker("pause", name)
+    try:
+        # Calls of the tuning service each replica answered (not the HEALTHCHECK's probes).
+        served = [
+            sum(
+                v
+                for (metric, labels), v in scrape(port).items()
+                if metric == "tunewire_rpc_total" and ("method", "Check") not in labels
+            )
+            for port in ports[2:]
+        ]
+        docker("kill", replicas[0])
+        killed_at = len(survivor.list_trials(STUDY, ["completed"], measurements=False))
+    finally:
+        for name in trainers:
+            docker("unpause", name)
     for name in trainers:
         code = docker("wait", name, timeout=900).strip()
         assert code == "0", f"{name} exited {code}:\n{docker('logs', name, check=False)[-4000:]}"
