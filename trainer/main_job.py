@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--algorithm",
         default="",
-        help="gp, random, sobol (default: the task's default spec, gp)",
+        help="gp, gp_mf, random, sobol (default: the task's default spec, gp)",
     )
     p.add_argument(
         "--dir",

@@ -13,18 +13,23 @@ import numpy as np
 from tunewire.server.domain.space import Params
 from tunewire.server.domain.study import StudySpec, TrialState
 
+# A trial's reports of the study's primary metric: (step, value), by step.
+Curve = tuple[tuple[int, float], ...]
+
 
 @dataclass(frozen=True)
 class Observation:
     """A finished trial as algorithms see it: its configuration, state and final metrics.
 
     `metrics` is None for INFEASIBLE and FAILED trials; STOPPED_EARLY trials carry the
-    metrics they completed with (see docs on early stopping in the README)."""
+    metrics they completed with (see docs on early stopping in the README). `curve` is
+    filled only for an algorithm that `uses_curves`."""
 
     trial_id: int
     params: Params
     state: TrialState
     metrics: Mapping[str, float] | None
+    curve: Curve = ()
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class SuggestRequest:
     pending: Sequence[Params]  # ACTIVE and REQUESTED trials' configurations
     count: int
     trial_index: int  # trials the study has created so far; seeds sequence-based algorithms
+    # The pending trials' reports so far, in the order of `pending` (only for an algorithm
+    # that `uses_curves`; empty otherwise).
+    pending_curves: Sequence[Curve] = ()
 
 
 class Algorithm(Protocol):
@@ -51,10 +59,15 @@ class Algorithm(Protocol):
             concurrent requests with one call of `count` suggestions: for an algorithm
             whose batch costs more than as many single suggestions (a jointly optimised
             GP batch).
+        uses_curves: True makes the service load every trial's reports of the primary
+            metric (`Observation.curve`, `SuggestRequest.pending_curves`).
     """
 
     @property
     def uses_history(self) -> bool: ...
+
+    @property
+    def uses_curves(self) -> bool: ...
 
     @property
     def combine_asks(self) -> bool: ...

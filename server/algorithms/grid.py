@@ -73,6 +73,7 @@ class GridSearch:
 
     uses_history = True
     combine_asks = True
+    uses_curves = False
 
     def check_spec(self, spec: StudySpec) -> None:
         """A grid of at most MAX_GRID_POINTS configurations: every suggestion walks it."""

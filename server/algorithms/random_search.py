@@ -18,6 +18,7 @@ class RandomSearch:
 
     uses_history = False
     combine_asks = True
+    uses_curves = False
 
     def check_spec(self, spec: StudySpec) -> None:
         """Any valid space."""
@@ -45,6 +46,7 @@ class SobolSearch:
 
     uses_history = False
     combine_asks = True
+    uses_curves = False
 
     def check_spec(self, spec: StudySpec) -> None:
         """Any valid space."""

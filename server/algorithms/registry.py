@@ -16,8 +16,15 @@ def _gaussian_process() -> Algorithm:
     return GaussianProcessSearch()
 
 
+def _multi_fidelity_gaussian_process() -> Algorithm:
+    from tunewire.server.algorithms.gp.fidelity import MultiFidelityGaussianProcessSearch
+
+    return MultiFidelityGaussianProcessSearch()
+
+
 _FACTORIES: dict[str, Callable[[], Algorithm]] = {
     "gp": _gaussian_process,
+    "gp_mf": _multi_fidelity_gaussian_process,
     "random": RandomSearch,
     "sobol": SobolSearch,
     "grid": GridSearch,

@@ -30,7 +30,7 @@ from tunewire.server.domain.limits import (
 )
 from tunewire.server.domain.space import Params, SearchSpace
 
-ALGORITHMS = ("gp", "random", "sobol", "grid")
+ALGORITHMS = ("gp", "gp_mf", "random", "sobol", "grid")
 DEFAULT_ALGORITHM = "gp"
 DEFAULT_LEASE_TIMEOUT_S = 600.0
 DEFAULT_MAX_TRIAL_RETRIES = 2

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from tunewire.server.algorithms import Observation, SuggestRequest, get_algorithm
-from tunewire.server.algorithms.base import Algorithm
+from tunewire.server.algorithms.base import Algorithm, Curve
 from tunewire.server.domain import lifecycle
 from tunewire.server.domain.limits import MAX_SUGGEST_COUNT
 from tunewire.server.domain.space import Params
@@ -239,20 +240,46 @@ def _plan(
     if not algorithm.uses_history:
         return SuggestPlan(SuggestRequest(spec, [], [], count, created), created)
     everything = store.trials(study)
+    curves = _curves(store, study, spec, everything) if algorithm.uses_curves else {}
     observations = [
         Observation(
             t.id,
             t.parameters,
             t.state,
             t.final_metrics if t.state in RESULT_STATES else None,
+            curves.get(t.id, ()),
         )
         for t in everything
         if t.state in FINISHED_STATES or t.state is TrialState.LOST
     ]
-    pending = [
-        t.parameters for t in everything if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)
-    ]
-    return SuggestPlan(SuggestRequest(spec, observations, pending, count, created), created)
+    running = [t for t in everything if t.state in (TrialState.ACTIVE, TrialState.REQUESTED)]
+    request = SuggestRequest(
+        spec,
+        observations,
+        [t.parameters for t in running],
+        count,
+        created,
+        [curves.get(t.id, ()) for t in running] if curves else (),
+    )
+    return SuggestPlan(request, created)
+
+
+def _curves(
+    store: StudyStore, study: StudyRecord, spec: StudySpec, trials: Sequence[Trial]
+) -> dict[int, Curve]:
+    """The primary metric's reports of the trials that have results or are running."""
+    ids = [t.id for t in trials if t.state in RESULT_STATES or t.state is TrialState.ACTIVE]
+    metric = spec.metrics[0].name
+    out: dict[int, Curve] = {}
+    for trial_id, reports in store.measurements(study, ids).items():
+        points = [
+            (m.step, float(m.metrics[metric]))
+            for m in reports
+            if metric in m.metrics and math.isfinite(float(m.metrics[metric]))
+        ]
+        if points:
+            out[trial_id] = tuple(sorted(points))
+    return out
 
 
 # -- the strategies ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 import torch
-from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition import AcquisitionFunction, FixedFeatureAcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.models import SingleTaskGP
@@ -49,7 +49,11 @@ JOINT_CHUNK_DRAWS = 16384
 
 
 def acquisition_factory(
-    model: SingleTaskGP, data: TrainingData, n_objectives: int, seed: int
+    model: SingleTaskGP,
+    data: TrainingData,
+    n_objectives: int,
+    seed: int,
+    fixed: np.ndarray | None = None,
 ) -> Callable[[np.ndarray, int], AcquisitionFunction]:
     """A function of the pending points (encoded) and the batch size q that builds the
     acquisition function.
@@ -59,17 +63,24 @@ def acquisition_factory(
     and one candidate at a time (every suggestion but the joint refinement of a batch)
     take the fast path, `FastLogExpectedImprovement`, which computes what qLogNoisyEI
     would at a fraction of the cost.
+
+    `fixed` (one objective only) are values of model inputs beyond the configuration's
+    columns, the same for every point scored: the fidelity at which a multi-fidelity model
+    is asked (fidelity.py). Baseline, pending points and candidates are all scored there.
     """
-    x = torch.tensor(data.x, dtype=DTYPE)
+    width = data.x.shape[-1]
+    x = torch.tensor(_with_fixed(data.x, fixed), dtype=DTYPE)
 
     def build(pending: np.ndarray, q: int) -> AcquisitionFunction:
-        pending_t = torch.tensor(pending, dtype=DTYPE).reshape(-1, x.shape[-1])
+        pending_t = torch.tensor(
+            _with_fixed(np.asarray(pending).reshape(-1, width), fixed), dtype=DTYPE
+        )
         if n_objectives == 1 and q == 1:
-            return FastLogExpectedImprovement(model, x, pending_t, seed % 2**31)
+            return FastLogExpectedImprovement(model, x, pending_t, seed % 2**31, fixed)
         x_pending = pending_t if len(pending_t) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed % 2**31)
         if n_objectives == 1:
-            return qLogNoisyExpectedImprovement(
+            acq: AcquisitionFunction = qLogNoisyExpectedImprovement(
                 model,
                 X_baseline=x,
                 sampler=sampler,
@@ -77,6 +88,16 @@ def acquisition_factory(
                 prune_baseline=True,
                 cache_root=True,
             )
+            if fixed is None:
+                return acq
+            return FixedFeatureAcquisitionFunction(
+                acq,
+                d=width + len(fixed),
+                columns=list(range(width, width + len(fixed))),
+                values=[float(v) for v in fixed],
+            )
+        if fixed is not None:
+            raise ValueError("fixed model inputs are for one objective")
         y = torch.tensor(data.y, dtype=DTYPE)
         ref_point = infer_reference_point(y[is_non_dominated(y)])
         return qLogNoisyExpectedHypervolumeImprovement(
@@ -90,6 +111,13 @@ def acquisition_factory(
         )
 
     return build
+
+
+def _with_fixed(x: np.ndarray, fixed: np.ndarray | None) -> np.ndarray:
+    """x (n, D) with the fixed inputs appended to every row (as is without them)."""
+    if fixed is None:
+        return x
+    return np.column_stack([x, np.broadcast_to(fixed, (len(x), len(fixed)))])
 
 
 class FastLogExpectedImprovement(AcquisitionFunction):
@@ -118,8 +146,11 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         x_baseline: torch.Tensor,
         x_pending: torch.Tensor | None = None,
         seed: int = 0,
+        fixed: np.ndarray | None = None,
     ) -> None:
         super().__init__(model)
+        # Model inputs appended to every candidate (baseline and pending come with them).
+        self._fixed = fixed
         train_x = model.train_inputs[0].detach().numpy()
         train_y = model.train_targets.detach().numpy()
         noise = float(model.likelihood.noise.detach().reshape(-1)[0])
@@ -182,6 +213,15 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         self, x: np.ndarray, gradients: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """x: (b, D) candidates -> their values (b,) and, if asked, d value / d x (b, D)."""
+        if self._fixed is not None:
+            width = x.shape[1]
+            values, grads = self._values_and_gradients(_with_fixed(x, self._fixed), gradients)
+            return values, None if grads is None else grads[:, :width]
+        return self._values_and_gradients(x, gradients)
+
+    def _values_and_gradients(
+        self, x: np.ndarray, gradients: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         z = x / self._lengthscale
         diff = z[:, None, :] - self._z[None, :, :]  # (b, n, D)
         squared = np.einsum("bnd,bnd->bn", diff, diff)

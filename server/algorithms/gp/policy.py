@@ -77,6 +77,7 @@ class GaussianProcessSearch:
     # the others pending, and nobody gets an answer until the whole batch is done:
     # concurrent workers are answered one at a time.
     combine_asks = False
+    uses_curves = False
 
     def check_spec(self, spec: StudySpec) -> None:
         """At most MAX_MODEL_COLUMNS model inputs: one per numeric parameter, one per value
@@ -95,8 +96,7 @@ class GaussianProcessSearch:
         if not _ready_for_model(request):
             return SobolSearch().suggest(request)
         try:
-            with single_threaded_blas():
-                return suggest_with_gp(request)
+            return self._suggest_with_model(request)
         except NUMERICAL_ERRORS as error:
             logger.warning(
                 "GP suggestion failed numerically for trial index %d (%s: %s); "
@@ -106,6 +106,10 @@ class GaussianProcessSearch:
                 error,
             )
             return SobolSearch().suggest(request)
+
+    def _suggest_with_model(self, request: SuggestRequest) -> list[Params]:
+        with single_threaded_blas():
+            return suggest_with_gp(request)
 
 
 def _ready_for_model(request: SuggestRequest) -> bool:
