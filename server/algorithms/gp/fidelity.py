@@ -11,7 +11,7 @@ lengthscale). Running trials contribute the levels they have reported.
 
 New configurations are chosen by log expected improvement at a target fidelity: the
 highest level that enough trials have reached (more than there are parameters), as in
-BOHB and in Syne Tune's MOBSTER with `resource_acq="bohb"`. Early in a study with
+BOHB (Syne Tune's MOBSTER offers the same choice). Early in a study with
 successive halving that is the first rung, where there is plenty of data; as trials are
 promoted it climbs to full training. The stopping rules stay the study's own
 (`early_stopping`): this changes only which configurations are proposed.
