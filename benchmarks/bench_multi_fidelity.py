@@ -358,6 +358,26 @@ def real_training(seeds: Sequence[int], trials: int) -> str:
     return "\n".join(lines)
 
 
+def _report(
+    section: str,
+    text: str,
+    started: float,
+    argv: list[str] | None,
+    record: bool,
+    notes: str,
+    packages: tuple[str, ...],
+) -> None:
+    """Prints a part's table with its wall time and, if `record`, appends it to RESULTS.md
+    with the command that produced it."""
+    from benchmarks.common import append_results
+
+    print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
+    if record:
+        given = argv if argv is not None else sys.argv[1:]
+        command = " ".join(["python -m benchmarks.bench_multi_fidelity", shlex.join(given)])
+        append_results(section, command.strip(), text, notes, packages=packages)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -387,13 +407,25 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from benchmarks.common import (
-        append_results,
         free_port,
         remove_sqlite_file,
         start_server_process,
     )
     from tunewire.client import TuningClient
 
+    if args.real:  # real training needs no recorded tables
+        started = time.perf_counter()
+        text = real_training(range(args.seeds), args.real)
+        _report(
+            "bench_multi_fidelity --real",
+            text,
+            started,
+            argv,
+            not args.no_record,
+            "wall-clock on this 2-core machine; the server shares the cores",
+            ("torch",),
+        )
+        return 0
     names = [t for t in args.tasks.split(",") if t] or sorted(
         p.stem for p in args.curves.glob("*.npz")
     )
@@ -401,36 +433,21 @@ def main(argv: list[str] | None = None) -> int:
     if not tables:
         print(f"no curve tables under {args.curves}: run benchmarks.record_curves", file=sys.stderr)
         return 1
-    if args.real:
-        started = time.perf_counter()
-        text = real_training(range(args.seeds), args.real)
-        print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
-        if not args.no_record:
-            given = argv if argv is not None else sys.argv[1:]
-            append_results(
-                "bench_multi_fidelity --real",
-                " ".join(["python -m benchmarks.bench_multi_fidelity", shlex.join(given)]),
-                text,
-                "wall-clock on this 2-core machine; the server shares the cores",
-                packages=("torch",),
-            )
-        return 0
     if args.latency:
         sizes = (12, 24) if args.quick else (30, 90, 270)
         started = time.perf_counter()
         text = suggestion_latency(
             tables[:1] if args.quick else tables, sizes, 2 if args.quick else 5
         )
-        print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
-        if not args.no_record:
-            given = argv if argv is not None else sys.argv[1:]
-            append_results(
-                "bench_multi_fidelity --latency",
-                " ".join(["python -m benchmarks.bench_multi_fidelity", shlex.join(given)]),
-                text,
-                "medians over 5 histories; one thread, in the benchmark's process",
-                packages=("torch",),
-            )
+        _report(
+            "bench_multi_fidelity --latency",
+            text,
+            started,
+            argv,
+            not args.no_record,
+            "medians over 5 histories; one thread, in the benchmark's process",
+            ("torch",),
+        )
         return 0
     arms = [a for a in args.arms.split(",") if a]
     missing = ""
@@ -463,23 +480,21 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=30)
         remove_sqlite_file(db)  # nothing reads it afterwards
-    print(f"\n{text}\n\n({time.perf_counter() - started:.0f} s)")
-    if not args.no_record:
-        given = argv if argv is not None else sys.argv[1:]
-        command = " ".join(["python -m benchmarks.bench_multi_fidelity", shlex.join(given)])
-        recorded = "; ".join(
-            f"{t.task}: {len(t)} configurations x {len(t.seeds)} seeds, "
-            f"{t.meta.get('recording_seconds', '?')} s on {t.meta['sessions'][-1]['device']}"
-            for t in tables
-        )
-        append_results(
-            "bench_multi_fidelity",
-            command.strip(),
-            text,
-            f"{len(seeds)} seeds; budget {trainings:g} median full trainings of simulated "
-            f"time; tables: {recorded}.{missing}",
-            packages=("optuna", "torch"),
-        )
+    recorded = "; ".join(
+        f"{t.task}: {len(t)} configurations x {len(t.seeds)} seeds, "
+        f"{t.meta.get('recording_seconds', '?')} s on {t.meta['sessions'][-1]['device']}"
+        for t in tables
+    )
+    _report(
+        "bench_multi_fidelity",
+        text,
+        started,
+        argv,
+        not args.no_record,
+        f"{len(seeds)} seeds; budget {trainings:g} median full trainings of simulated "
+        f"time; tables: {recorded}.{missing}",
+        ("optuna", "torch"),
+    )
     return 0
 
 

@@ -69,11 +69,11 @@ def acquisition_factory(
     is asked (fidelity.py). Baseline, pending points and candidates are all scored there.
     """
     width = data.x.shape[-1]
-    x = torch.tensor(_with_fixed(data.x, fixed), dtype=DTYPE)
+    x = torch.tensor(with_fixed(data.x, fixed), dtype=DTYPE)
 
     def build(pending: np.ndarray, q: int) -> AcquisitionFunction:
         pending_t = torch.tensor(
-            _with_fixed(np.asarray(pending).reshape(-1, width), fixed), dtype=DTYPE
+            with_fixed(np.asarray(pending).reshape(-1, width), fixed), dtype=DTYPE
         )
         if n_objectives == 1 and q == 1:
             return FastLogExpectedImprovement(model, x, pending_t, seed % 2**31, fixed)
@@ -113,7 +113,7 @@ def acquisition_factory(
     return build
 
 
-def _with_fixed(x: np.ndarray, fixed: np.ndarray | None) -> np.ndarray:
+def with_fixed(x: np.ndarray, fixed: np.ndarray | None) -> np.ndarray:
     """x (n, D) with the fixed inputs appended to every row (as is without them)."""
     if fixed is None:
         return x
@@ -215,7 +215,7 @@ class FastLogExpectedImprovement(AcquisitionFunction):
         """x: (b, D) candidates -> their values (b,) and, if asked, d value / d x (b, D)."""
         if self._fixed is not None:
             width = x.shape[1]
-            values, grads = self._values_and_gradients(_with_fixed(x, self._fixed), gradients)
+            values, grads = self._values_and_gradients(with_fixed(x, self._fixed), gradients)
             return values, None if grads is None else grads[:, :width]
         return self._values_and_gradients(x, gradients)
 

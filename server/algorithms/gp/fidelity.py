@@ -29,18 +29,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from tunewire.server.algorithms.base import Curve, SuggestRequest, derived_seed
+from tunewire.server.algorithms.base import Curve, SuggestRequest
 from tunewire.server.algorithms.encoding import ModelEncoding
-from tunewire.server.algorithms.gp.acquisition import acquisition_factory
+from tunewire.server.algorithms.gp.acquisition import acquisition_factory, with_fixed
 from tunewire.server.algorithms.gp.model import (
     DTYPE,
     MAX_TRAINING_POINTS,
-    fit_objective_model,
+    TrainingData,
     training_data,
     warp_column,
 )
 from tunewire.server.algorithms.gp.optimise import optimise_batch
-from tunewire.server.algorithms.gp.policy import GaussianProcessSearch
+from tunewire.server.algorithms.gp.policy import GaussianProcessSearch, fit_models, model_seed
 from tunewire.server.algorithms.gp.threads import single_threaded_blas
 from tunewire.server.domain.early_stopping import rung_steps
 from tunewire.server.domain.errors import InvalidArgument
@@ -208,7 +208,7 @@ def suggest_with_fidelity_gp(request: SuggestRequest) -> list[Params]:
     fidelity; raises on numerical failure (the caller falls back to Sobol)."""
     spec = request.spec
     encoding = ModelEncoding(spec.space)
-    seed = derived_seed(spec.seed, request.trial_index, 0x6770)
+    seed = model_seed(request)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         trials = training_data(spec, encoding, request.observations, seed)
@@ -216,18 +216,19 @@ def suggest_with_fidelity_gp(request: SuggestRequest) -> list[Params]:
         if len(rows.x) < 2 or not len(trials.x):
             raise ValueError("fewer than two results to fit")
         fixed = np.array([rows.target])
-        x = torch.tensor(rows.x, dtype=DTYPE)
-        y = torch.tensor(rows.y, dtype=DTYPE)
-        if len(trials.failed_x):
-            failed = np.column_stack([trials.failed_x, np.full(len(trials.failed_x), rows.target)])
-            x = torch.cat([x, torch.tensor(failed, dtype=DTYPE)])
-            y = torch.cat([y, y.min(dim=0).values.expand(len(failed), -1)])
-        model = fit_objective_model(x, y)
+        # Failed and infeasible trials enter at the target, at the worst value seen (as
+        # in the plain GP).
+        model, _ = fit_models(
+            TrainingData(
+                x=rows.x,
+                y=rows.y,
+                failed_x=with_fixed(trials.failed_x, fixed),
+                trial_ids=(),
+            )
+        )
         # The local part of the acquisition search starts from the trials the model
         # rates best at the target, not from their raw values at mixed fidelities.
-        at_target = torch.tensor(
-            np.column_stack([trials.x, np.full(len(trials.x), rows.target)]), dtype=DTYPE
-        )
+        at_target = torch.tensor(with_fixed(trials.x, fixed), dtype=DTYPE)
         with torch.no_grad():
             mean = model.posterior(at_target).mean.reshape(-1, 1).numpy()
         data = replace(trials, y=mean)

@@ -121,17 +121,22 @@ def _ready_for_model(request: SuggestRequest) -> bool:
     return len(counted) + len(request.pending) >= n_init and len(with_results) >= 2
 
 
+def model_seed(request: SuggestRequest) -> int:
+    """The seed of a model-based suggestion (the fit's subsampling, the acquisition search)."""
+    return derived_seed(request.spec.seed, request.trial_index, 0x6770)
+
+
 def suggest_with_gp(request: SuggestRequest) -> list[Params]:
     """Fits the model(s) and maximises the acquisition; raises on numerical failure."""
     spec = request.spec
     encoding = ModelEncoding(spec.space)
-    seed = derived_seed(spec.seed, request.trial_index, 0x6770)
+    seed = model_seed(request)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         data = training_data(spec, encoding, request.observations, seed)
         if len(data.x) < 2:
             raise ValueError("fewer than two trials with results to fit")
-        model, n_objectives = _fit_models(data)
+        model, n_objectives = fit_models(data)
         pending = [encoding.encode(p) for p in request.pending]
         factory = acquisition_factory(model, data, n_objectives, seed)
         rng = np.random.default_rng(seed)
@@ -139,7 +144,7 @@ def suggest_with_gp(request: SuggestRequest) -> list[Params]:
     return [encoding.decode(row) for row in encoding.with_activity(points)]
 
 
-def _fit_models(data: TrainingData) -> tuple[SingleTaskGP, int]:
+def fit_models(data: TrainingData) -> tuple[SingleTaskGP, int]:
     """The objective model; failed and infeasible trials enter it at the worst value seen.
 
     That penalty, rather than a separate feasibility model, was chosen by benchmark (the
