@@ -36,6 +36,7 @@ from typing import Any
 from benchmarks.bench_service import REPORTS_PER_TRIAL, SPEC, build_go_loader
 from benchmarks.common import append_results, cpu_seconds, free_port, peak_rss_mb
 from benchmarks.common import start_server_process as start_server
+from tunewire.dashboard.app import plotly_js
 
 EPOCHS = 50
 LARGE_SPEC: dict[str, Any] = {
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         notes = (
             f"A study of {n:,} trials x {epochs} reports on SQLite; dashboard in its own process; "
-            "Debian's Chromium headless (software WebGL) on the same machine; page loads are "
+            "Debian's Chromium headless (software WebGL) on the same machine; "
+            f"{plotly_banner()}; page loads are "
             "navigation to every plot drawn; warm = median of 3 fresh tabs. Server load: "
             f"{rounds} alternating rounds of {seconds:.0f} s with bench_service's Go load "
             "generator (64 workers), the dashboard following the loaded study as an open page "
@@ -330,9 +332,18 @@ def main(argv: list[str] | None = None) -> int:
             command,
             table,
             notes,
-            ("grpcio", "starlette", "uvicorn", "plotly", "playwright"),
+            ("grpcio", "starlette", "uvicorn", "playwright"),
         )
     return 0
+
+
+def plotly_banner() -> str:
+    """The shipped plotly.js's version line (its build's traces)."""
+    with plotly_js().open(encoding="utf-8") as f:
+        for line in f:
+            if "plotly.js v" in line:
+                return line.strip("* \n")
+    return "plotly.js"
 
 
 def measure_pages(url: str, target: str) -> list[tuple[str, str, str]]:

@@ -4,7 +4,6 @@ blocking work (gRPC calls, encoding large studies) runs in worker threads."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -34,11 +33,9 @@ IMPORTANCE_DELAY_SECONDS = 1.0
 
 
 def plotly_js() -> Path:
-    """plotly.js as the `plotly` package ships it (no network needed)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the dashboard needs the plotly package (pip install plotly)")
-    return Path(spec.origin).resolve().parent / "package_data" / "plotly.min.js"
+    """plotly.js with the trace types the pages draw, shipped with the dashboard
+    (scripts/build_plotly.sh builds it)."""
+    return STATIC / "plotly.min.js"
 
 
 def json_bytes(payload: Any) -> bytes:

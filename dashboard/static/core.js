@@ -83,7 +83,7 @@ TW.api = async function (path) {
   return body;
 };
 
-// plotly.js (4.8 MB) is loaded only when a page draws a plot: lists and tables show at once.
+// plotly.js is loaded only when a page draws a plot: lists and tables show at once.
 TW.plotly = function () {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!TW._plotly) {

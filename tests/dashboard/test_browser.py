@@ -7,6 +7,7 @@ TUNEWIRE_DASHBOARD_SCREENSHOTS (e.g. docs) when set."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tunewire.server.app import RunningServer
 from tunewire.server.app import run_in_background as run_server
 
 pytestmark = pytest.mark.slow
+PLOTS_JS = (Path(__file__).parents[2] / "dashboard" / "static" / "plots.js").read_text()
 READY = "body[data-ready='1']"
 
 
@@ -119,6 +121,13 @@ def test_every_page_draws_its_plots_from_the_study(
     png = page.evaluate("Plotly.toImage(document.getElementById('pareto'), {format: 'png'})")
     assert png.startswith("data:image/png;base64,")
     no_injected_markup(page)
+
+    # The shipped partial bundle of plotly.js has every trace type the pages ask for.
+    named = re.findall(r'type: (?:[^"?]*\? )?"(\w+)"(?: : "(\w+)")?', PLOTS_JS)
+    drawn = {t for pair in named for t in pair if t} - {"line", "log", "category", "date"}
+    assert drawn == {"scatter", "scattergl", "bar", "parcoords", "splom"}
+    bundled = set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)"))
+    assert drawn <= bundled, drawn - bundled
 
 
 def test_a_new_report_shows_without_reloading(
