@@ -1,9 +1,9 @@
 """Where a unit of work runs when the async API calls it: on the event loop, or in the
 thread pool. The composition root (server/app.py) picks one placement for the database:
 
-- `InlineLightCalls` (SQLite): light calls (a row lookup and a write of a few tenths of a
-  millisecond) run on the event loop itself, one writer at a time with no thread
-  hand-offs around the writer lock; everything else runs in the pool.
+- `InlineLightCalls` (SQLite): light calls (a row lookup and a short write) run on the
+  event loop itself, one writer at a time with no thread hand-offs around the writer
+  lock; everything else runs in the pool.
 - `PooledCalls` (PostgreSQL): every call waits on network round trips, so every call runs
   in the pool.
 """

@@ -1,9 +1,9 @@
 """SuggestTrials: one unit of work that answers one or more workers' asks of a study
 (`Suggestions.answer`), and the two strategies that drive it, one per kind of database:
 
-- `OptimisticSuggest` (SQLite, one writer for the whole file): the algorithm (a GP fit
-  takes a tenth of a second or more) runs between two transactions, not inside one, so
-  reports and other studies never wait for it. The first transaction returns the
+- `OptimisticSuggest` (SQLite, one writer for the whole file): the algorithm (a GP fit is
+  long next to a transaction) runs between two transactions, not inside one, so reports
+  and other studies never wait for it. The first transaction returns the
   algorithm's inputs (a `SuggestPlan`); the second commits the computed suggestions if
   the study has created no trial in between, else goes round again; after a few rounds
   the algorithm runs inside the transaction, which always commits.

@@ -85,8 +85,8 @@ class TuningService:
         *,
         last_step: bool = False,
     ) -> tuple[StopDecision | None, Trial]:
-        # A report on a study whose rule reads the other trials costs milliseconds of SQL
-        # in a large study: not on the event loop.
+        # A report on a study whose rule reads the other trials reduces their reports in
+        # SQL, which grows with the study: not on the event loop.
         light = not self.trials.stopping.reads_peers(name)
         return await self.calls.run(
             functools.partial(

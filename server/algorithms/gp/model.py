@@ -32,8 +32,8 @@ ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 # sample of the rest): exact-GP cost grows as n^3 and the fit's iterations as n^2, and
 # bench_optimizer's scaling runs show no loss of regret at the cap.
 MAX_TRAINING_POINTS = 300
-# Iteration cap of the L-BFGS-B hyperparameter fit. Converged fits on these problems take
-# 30-80 iterations; the cap bounds the worst case on awkward data.
+# Iteration cap of the L-BFGS-B hyperparameter fit: above what converged fits need, it
+# bounds the worst case on awkward data.
 FIT_MAX_ITERATIONS = 150
 # Lengthscales keep BoTorch's lower bound (0.025); the upper bound only keeps a flat
 # dimension from drifting off to infinity.

@@ -51,8 +51,8 @@ def one_blas_thread_for_this_process() -> None:
     """Keeps numpy/SciPy's BLAS on one thread from now on, in the whole process (a server:
     nothing else in it uses BLAS). Besides the cost above, this keeps suggestions
     reproducible to the last bit: once OpenBLAS has run calls on two threads, later
-    single-threaded calls still gave results differing in the last bits from run to run
-    (tests/server/service/test_many_workers.py saw it in about one run in four); limited
-    before any call, never. Call it after the algorithms are imported (their BLAS loaded).
+    single-threaded calls can give results differing in the last bits from run to run
+    (tests/server/service/test_many_workers.py checks that they do not); limited before
+    any call, never. Call it after the algorithms are imported (their BLAS loaded).
     """
     threadpool_limits(limits=1, user_api="blas")

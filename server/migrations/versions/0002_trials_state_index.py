@@ -3,9 +3,9 @@ as a study grows.
 
 With the old (study_id, state) index SQLite preferred the primary key for
 `... WHERE study_id = ? AND state = ? ORDER BY trial_id`, to skip a sort, and scanned
-every trial of the study on each suggestion: the held trials of a worker and the
-enqueued trials cost 0.2 ms at 1,700 trials and grew with the study. The new index
-answers the equality and the order together.
+every trial of the study on each suggestion to find a worker's held trials and the
+enqueued ones, a cost that grew with the study. The new index answers the equality and
+the order together.
 
 Revision ID: 0002
 Revises: 0001

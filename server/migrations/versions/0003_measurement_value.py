@@ -2,7 +2,7 @@
 
 Early stopping reduces the study's learning curves on every report (the median rule's
 running averages, successive halving's values at a rung). Reading the value from a REAL
-column instead of parsing each report's JSON makes that SQL about three times faster.
+column spares that SQL parsing each report's JSON.
 Existing reports are filled in from their JSON, study by study (the primary metric is
 the first metric of the study's spec).
 

@@ -1,6 +1,6 @@
 """Prebuilt SQL for the calls workers make most, and the driver-level statement that runs
-it: building SQLAlchemy expressions per call costs as much as executing them, and on SQLite
-every write runs while holding the one writer lock."""
+it: the SQL is built once rather than per call, because on SQLite every write runs while
+holding the one writer lock."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ class DriverStatement:
     """A hot-path statement, compiled by SQLAlchemy once per dialect and executed on the
     driver's cursor within the caller's transaction.
 
-    SQLAlchemy's per-execution bookkeeping (cache key, events, result wrapping) costs
-    several times a short query on SQLite, where every write transaction holds the one
-    writer lock: it would bound the whole server's throughput. Driver errors are raised
+    SQLAlchemy's per-execution bookkeeping (cache key, events, result wrapping) is large
+    next to a short query on SQLite, where every write transaction holds the one writer
+    lock: it would bound the whole server's throughput. Driver errors are raised
     as SQLAlchemy's exceptions, so `SqlStorage.run` retries and reports them as for any
     other statement.
     """
