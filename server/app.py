@@ -51,8 +51,10 @@ def compose_service(
     storage: Storage, executor: futures.Executor, clock: Callable[[], float] = time.time
 ) -> TuningService:
     """The service over `storage`. SQLite (one writer for the whole file): light calls on
-    the event loop and optimistic suggestions around the algorithm; PostgreSQL: every
-    call in the thread pool and concurrent suggestions combined."""
+    the event loop, optimistic suggestions around the algorithm, and what a stop decision
+    reads of the other trials read before a report's write transaction; PostgreSQL: every
+    call in the thread pool, concurrent suggestions combined, and every read of a report
+    inside its transaction."""
     access = StudyAccess(storage, clock)
     suggestions = Suggestions(access)
     calls: CallPlacement
@@ -64,7 +66,7 @@ def compose_service(
         calls = PooledCalls(executor)
         suggest = CombiningSuggest(suggestions, calls)
     studies = StudyService(access)
-    trials = TrialService(access, StopDecisions(access))
+    trials = TrialService(access, StopDecisions(access), pre_read_peers=storage.single_writer)
     return TuningService(studies, trials, InFlightSuggestions(suggest), calls)
 
 

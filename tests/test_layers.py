@@ -1,6 +1,7 @@
 """The shape of the code, checked: data flows one way (wire -> service -> domain ->
 storage / optimiser), the client and the trainer never import the server, no import
-cycles between modules (lazy imports included), and no module over 400 lines."""
+cycles between modules (lazy imports included), no module over 400 lines, and only the
+composition root asks which database it runs on."""
 
 from __future__ import annotations
 
@@ -159,3 +160,19 @@ def test_no_module_is_longer_than_the_limit() -> None:
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+# The database's kind is read once, by the composition root (server/app.py), which hands
+# the layers the strategy or setting it chose: no `if SQLite` branch in them.
+ENGINE_BLIND = ("tunewire.server.api", "tunewire.server.service", "tunewire.server.domain")
+
+
+def test_only_the_composition_root_branches_on_the_database() -> None:
+    branches = sorted(
+        (module, node.lineno)
+        for module, path in MODULES.items()
+        if module.startswith(ENGINE_BLIND)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "single_writer"
+    )
+    assert not branches, branches

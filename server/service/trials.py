@@ -40,12 +40,23 @@ from tunewire.server.storage.base import StudyStore
 
 
 class TrialService:
-    """Reports, heartbeats, completion, failure, release, added and read trials."""
+    """Reports, heartbeats, completion, failure, release, added and read trials.
 
-    def __init__(self, access: StudyAccess, stopping: StopDecisions) -> None:
+    Args:
+        access: loads studies and trials in a unit of work.
+        stopping: the stop decision on a report.
+        pre_read_peers: read what a report's stop decision needs of the other trials from
+            a snapshot before the report's write transaction (chosen by the composition
+            root for a database whose one write transaction holds all of it).
+    """
+
+    def __init__(
+        self, access: StudyAccess, stopping: StopDecisions, *, pre_read_peers: bool
+    ) -> None:
         self.access = access
         self.storage = access.storage
         self.stopping = stopping
+        self.pre_read_peers = pre_read_peers
 
     def report(
         self,
@@ -77,12 +88,11 @@ class TrialService:
                 "CompleteTrial's infeasible_reason on the wire)"
             )
         check_metric_values(measurement.metrics, what="measurement")
-        # On SQLite the one write transaction holds the whole file: the other trials'
-        # numbers a median or successive-halving decision needs (a pass over their
-        # reports in a large study) are read first from a snapshot, without the write
-        # lock, for a study known to need them.
+        # The other trials' numbers a median or successive-halving decision needs (a pass
+        # over their reports in a large study) are read first from a snapshot, without the
+        # write lock, for a study known to need them (see `pre_read_peers`).
         peers: tuple[PeerQuery, PeerNumbers] | None = None
-        if self.storage.single_writer and self.stopping.reads_peers(name):
+        if self.pre_read_peers and self.stopping.reads_peers(name):
             peers = self.access.read(
                 lambda store: self.stopping.peers_beforehand(store, name, trial_id, measurement)
             )
