@@ -61,7 +61,7 @@ def new_trial(
 
 
 def start(trial: Trial, worker_id: str, now: float, lease_end: float) -> Trial:
-    """A REQUESTED trial handed to a worker, with a lease until `lease_end`."""
+    """A REQUESTED trial handed to `worker_id` at `now`, with a lease until `lease_end`."""
     return trial.evolve(
         state=TrialState.ACTIVE,
         worker_id=worker_id,
@@ -71,10 +71,12 @@ def start(trial: Trial, worker_id: str, now: float, lease_end: float) -> Trial:
 
 
 def renew(trial: Trial, lease_end: float) -> Trial:
+    """The held trial with its lease extended to `lease_end` (a report or heartbeat)."""
     return trial.evolve(lease_expires=lease_end)
 
 
 def lease_expired(trial: Trial, now: float) -> bool:
+    """Whether the trial is ACTIVE with a lease that ended before `now`."""
     return trial.state is TrialState.ACTIVE and trial.lease_expires < now
 
 
@@ -111,7 +113,8 @@ def ago(seconds: float) -> str:
 
 
 def retry(lost: Trial, now: float, max_retries: int) -> Trial | None:
-    """The lost trial's configuration queued again as a new trial, while retries last."""
+    """The lost trial's configuration queued again as a new REQUESTED trial (its attempt
+    plus one); None once the configuration has been retried `max_retries` times."""
     if lost.attempt >= max_retries:
         return None
     return new_trial(
@@ -124,7 +127,14 @@ def retry(lost: Trial, now: float, max_retries: int) -> Trial | None:
 
 
 def held(trial: Trial, worker_id: str, action: str, now: float) -> Trial:
-    """The trial, when it is ACTIVE and held by `worker_id`; else why `action` cannot be."""
+    """The trial, when it is ACTIVE and held by `worker_id`.
+
+    Args:
+        action: what the worker asks to do ("report on", "complete"...), for the message.
+
+    Raises:
+        TrialNotHeld, LeaseExpired, TrialNotStarted, TrialFinished: why it may not.
+    """
     if trial.state is TrialState.ACTIVE:
         if trial.worker_id != worker_id:
             raise TrialNotHeld(
@@ -187,8 +197,15 @@ def complete(
     measurement the last report is the final one; the final step and elapsed seconds are
     the final measurement's when set (non-zero), else the last report's.
 
+    Args:
+        final: the final measurement given (None: the last report is the final one).
+        infeasible_reason: when not empty, the trial ends INFEASIBLE with this reason.
+        last_report: the trial's report of the highest step (None: it has none, or it
+            is not needed: `infeasible_reason` is given).
+
     Raises:
-        InvalidArgument: no final metrics and no report, or an objective missing.
+        InvalidArgument: no final metrics and no report, an objective missing, or a
+            metric that is not an objective not finite.
     """
     if infeasible_reason:
         return _finish(trial, TrialState.INFEASIBLE, None, infeasible_reason, now)
@@ -258,6 +275,7 @@ def same_request(trial: Trial, params: Params, final: Measurement | None) -> boo
 
 
 def fail(trial: Trial, reason: str, now: float) -> Trial:
+    """The held trial FAILED at `now`, with `reason` (a placeholder when empty)."""
     return _finish(trial, TrialState.FAILED, None, reason or "failed (no reason given)", now)
 
 
@@ -291,7 +309,7 @@ def release(trial: Trial) -> Trial:
 
 
 def check_report(spec: StudySpec, measurement: Measurement) -> None:
-    """A report must carry at least one of the study's metrics."""
+    """A report must carry at least one of the study's metrics (else InvalidArgument)."""
     objective_names = {m.name for m in spec.metrics}
     if not objective_names & set(measurement.metrics):
         raise InvalidArgument(
@@ -301,7 +319,8 @@ def check_report(spec: StudySpec, measurement: Measurement) -> None:
 
 
 def check_same_report(trial_id: int, existing: Measurement, new: Measurement) -> None:
-    """A step reported again must repeat its values (a retried report)."""
+    """A step reported again must repeat its values (a retried report); else
+    StepAlreadyReported."""
     if dict(existing.metrics) != dict(new.metrics):
         raise StepAlreadyReported(
             f"step {new.step} of trial {trial_id} was already reported with other values "

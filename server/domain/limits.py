@@ -77,7 +77,16 @@ def did_you_mean(word: str, options: Collection[str]) -> str:
 
 
 def check_keys(where: str, raw: Mapping[str, Any], known: Collection[str]) -> None:
-    """Refuses keys a spec does not have, naming the closest known one."""
+    """Refuses keys a spec does not have, naming the closest known one.
+
+    Args:
+        where: what `raw` is, for the message ("study spec", "metric").
+        raw: the mapping read from a user's spec.
+        known: the keys it may have.
+
+    Raises:
+        InvalidArgument: a key of `raw` is not in `known`.
+    """
     for key in raw:
         if key not in known:
             raise InvalidArgument(
@@ -87,13 +96,28 @@ def check_keys(where: str, raw: Mapping[str, Any], known: Collection[str]) -> No
 
 
 def check_count(what: str, value: int, high: int, *, low: int = 0) -> int:
+    """`value`, when within `low`..`high` (inclusive).
+
+    Args:
+        what: the setting's name, for the message.
+        value: the number given.
+        high: the largest allowed.
+        low: the smallest allowed.
+
+    Raises:
+        InvalidArgument: `value` is out of range.
+    """
     if not low <= value <= high:
         raise InvalidArgument(f"{what} must be between {low} and {high:,}, got {shown(value)}")
     return value
 
 
 def check_magnitude(what: str, value: float) -> float:
-    """A finite number within ±MAX_MAGNITUDE."""
+    """`value`, when a finite number within ±MAX_MAGNITUDE; `what` names it in the message.
+
+    Raises:
+        InvalidArgument: it is NaN, infinite or too large.
+    """
     if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
         raise InvalidArgument(
             f"{what} must be a finite number within ±{MAX_MAGNITUDE:g}, got {shown(value)}"
@@ -106,6 +130,11 @@ def has_control_characters(text: str) -> bool:
 
 
 def check_worker_id(worker_id: str) -> None:
+    """A worker id: 1 to MAX_WORKER_ID_LENGTH characters, no control characters.
+
+    Raises:
+        InvalidArgument: it is empty, too long or has control characters.
+    """
     if not worker_id:
         raise InvalidArgument(
             "worker_id is required: give a stable id of the worker, e.g. host:gpu0"
@@ -117,7 +146,12 @@ def check_worker_id(worker_id: str) -> None:
 
 
 def check_trial_id(trial_id: int) -> None:
-    """Trial ids are 1, 2, ... per study, below 2^31."""
+    """Trial ids are 1, 2, ... per study, below 2^31.
+
+    Raises:
+        InvalidArgument: `trial_id` is 0 or negative.
+        TrialNotFound: it is too large to be any trial's.
+    """
     if trial_id <= 0:
         raise InvalidArgument(
             f"trial_id must be a trial's id from SuggestTrials or ListTrials, got {trial_id}"
@@ -127,21 +161,34 @@ def check_trial_id(trial_id: int) -> None:
 
 
 def check_suggest_count(count: int) -> int:
-    """The number of trials to hand out for `count` (0 means 1)."""
+    """The number of trials to hand out for `count` (0 means 1).
+
+    Raises:
+        InvalidArgument: `count` is negative or above MAX_SUGGEST_COUNT.
+    """
     if count < 0 or count > MAX_SUGGEST_COUNT:
         raise InvalidArgument(f"count must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
     return count or 1
 
 
 def check_page_size(page_size: int) -> int:
-    """The page size to use for `page_size` (0 means the largest)."""
+    """The page size to use for `page_size` (0, or more than MAX_PAGE_SIZE: the largest).
+
+    Raises:
+        InvalidArgument: `page_size` is negative.
+    """
     if page_size < 0:
         raise InvalidArgument("page_size must be >= 0")
     return min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def check_reason(what: str, reason: str) -> None:
-    """Free text (a failure's reason, a traceback): any characters but NUL."""
+    """Free text (a failure's reason, a traceback): up to MAX_REASON_LENGTH characters,
+    any but NUL; `what` names the field in the message.
+
+    Raises:
+        InvalidArgument: it is too long or contains NUL.
+    """
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidArgument(f"{what} is longer than {MAX_REASON_LENGTH} characters")
     if "\x00" in reason:
@@ -149,7 +196,11 @@ def check_reason(what: str, reason: str) -> None:
 
 
 def check_name(what: str, name: str) -> None:
-    """Raises InvalidArgument unless `name` is a valid study, parameter or metric name."""
+    """A study, parameter or metric name: `NAME_PATTERN`; `what` says which, for the message.
+
+    Raises:
+        InvalidArgument: `name` is not a string matching the pattern.
+    """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidArgument(
             f"{what} name {shown(name)} is invalid: use 1-{MAX_NAME_LENGTH} letters, digits, "
@@ -158,6 +209,12 @@ def check_name(what: str, name: str) -> None:
 
 
 def check_metric_names(metrics: Mapping[str, float], *, what: str) -> None:
+    """At most MAX_METRICS_PER_REPORT metrics, each with a valid name; `what` is the
+    report's kind, for the message.
+
+    Raises:
+        InvalidArgument: too many metrics, or an invalid name.
+    """
     if len(metrics) > MAX_METRICS_PER_REPORT:
         raise InvalidArgument(f"{what}: at most {MAX_METRICS_PER_REPORT} metrics")
     for name in metrics:
@@ -165,7 +222,12 @@ def check_metric_names(metrics: Mapping[str, float], *, what: str) -> None:
 
 
 def check_metric_values(metrics: Mapping[str, float], *, what: str) -> None:
-    """Finite values can still overflow the sums and means early stopping takes of them."""
+    """Finite values within ±MAX_MAGNITUDE (NaN and infinities are the caller's rule):
+    larger ones would overflow the sums and means early stopping takes of them.
+
+    Raises:
+        InvalidArgument: a finite value beyond ±MAX_MAGNITUDE.
+    """
     for name, value in metrics.items():
         if math.isfinite(value) and abs(value) > MAX_MAGNITUDE:
             raise InvalidArgument(
@@ -174,6 +236,12 @@ def check_metric_values(metrics: Mapping[str, float], *, what: str) -> None:
 
 
 def check_request_id(request_id: str) -> None:
+    """An AddTrial request id: up to MAX_REQUEST_ID_LENGTH characters, no control
+    characters ("" for none).
+
+    Raises:
+        InvalidArgument: it is too long or has control characters.
+    """
     if len(request_id) > MAX_REQUEST_ID_LENGTH or has_control_characters(request_id):
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters without control "
@@ -183,7 +251,11 @@ def check_request_id(request_id: str) -> None:
 
 def check_final(final: Any) -> None:
     """A final measurement (a `Measurement`): its metrics' names and sizes, its step and
-    elapsed seconds."""
+    elapsed seconds (non-finite values are the lifecycle's rule, see `complete`).
+
+    Raises:
+        InvalidArgument: one of them is out of range.
+    """
     check_metric_names(final.metrics, what="final measurement")
     check_metric_values(final.metrics, what="final measurement")
     check_step(final.step)
@@ -191,11 +263,13 @@ def check_final(final: Any) -> None:
 
 
 def check_step(step: int) -> None:
+    """Raises InvalidArgument unless 0 <= `step` <= MAX_STEP."""
     if not 0 <= step <= MAX_STEP:
         raise InvalidArgument(f"step must be between 0 and {MAX_STEP:,}, got {shown(step)}")
 
 
 def check_elapsed(seconds: float) -> None:
+    """Raises InvalidArgument unless `seconds` is finite, 0 to MAX_ELAPSED_SECONDS."""
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_ELAPSED_SECONDS):
         raise InvalidArgument(
             f"elapsed_seconds must be between 0 and {MAX_ELAPSED_SECONDS:g}, got {shown(seconds)}"

@@ -36,6 +36,7 @@ class StudyService:
         was created now. Creating the same study again is not an error.
 
         Raises:
+            InvalidArgument: a bad name, or a spec the study's algorithm refuses.
             SpecConflict: it exists with a different spec.
         """
         check_name("study", name)
@@ -67,6 +68,8 @@ class StudyService:
         return self.storage.run(op)
 
     def get(self, name: str) -> Study:
+        """The study with its trial counts (StudyNotFound when absent)."""
+
         def op(store: StudyStore) -> Study:
             study, _, _ = self.access.touch_study(store, name)
             return self.access.to_study(store, study)
@@ -101,6 +104,8 @@ class StudyService:
             return None
 
     def delete(self, name: str) -> None:
+        """Deletes the study with its trials (StudyNotFound when absent)."""
+
         def op(store: StudyStore) -> None:
             study = self.access.study(store, name)
             store.lock_study(study)
@@ -109,7 +114,13 @@ class StudyService:
         self.storage.run(op)
 
     def set_state(self, name: str, state: StudyState) -> Study:
-        """Stops or resumes the study (a completed study stays completed)."""
+        """Stops (`state` STOPPED) or resumes (ACTIVE) the study; a completed study
+        stays completed.
+
+        Raises:
+            StudyNotFound: no such study.
+            StudyFinished: resuming a COMPLETED study.
+        """
 
         def op(store: StudyStore) -> Study:
             study = self.access.study(store, name)

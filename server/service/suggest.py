@@ -284,7 +284,23 @@ def _curves(
 
 # -- the strategies ---------------------------------------------------------------------------
 class SuggestStrategy(Protocol):
-    async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult: ...
+    """How SuggestTrials is driven for one kind of database (the composition root picks)."""
+
+    async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        """Answers one worker's ask of the study.
+
+        Args:
+            name: the study.
+            ask: the worker and how many trials it wants (already checked).
+
+        Returns:
+            The trials the worker now holds; or none, with `study_done` or how long to
+            wait before asking again.
+
+        Raises:
+            StudyNotFound, StoredSpecInvalid, StorageUnavailable.
+        """
+        ...
 
 
 class OptimisticSuggest:
@@ -298,6 +314,8 @@ class OptimisticSuggest:
         self._locks = [asyncio.Lock() for _ in range(SUGGEST_STRIPES)]
 
     async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        """`SuggestStrategy.suggest` in up to SUGGEST_OPTIMISTIC_ROUNDS computed-then-
+        committed rounds, then once with the algorithm inside the transaction."""
         answer, compute = self.suggestions.answer, self.suggestions.compute
         async with self._locks[hash(name) % SUGGEST_STRIPES]:
             plan: SuggestPlan | None = None
@@ -325,6 +343,8 @@ class InFlightSuggestions:
         self._running: dict[tuple[str, str, int], asyncio.Task[SuggestResult]] = {}
 
     async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        """`SuggestStrategy.suggest` of the inner strategy, or the answer in flight for
+        the same study, worker and count."""
         key = (name, ask.worker_id, ask.count)
         task = self._running.get(key)
         if task is None:
@@ -349,6 +369,8 @@ class CombiningSuggest:
         )
 
     async def suggest(self, name: str, ask: SuggestAsk) -> SuggestResult:
+        """`SuggestStrategy.suggest`, answered in one transaction with the study's other
+        asks waiting then (`SuggestCombiner.submit`)."""
         return await self.calls.run(
             functools.partial(self._combiner.submit, name, ask), light=False
         )

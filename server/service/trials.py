@@ -67,12 +67,24 @@ class TrialService:
         *,
         last_step: bool = False,
     ) -> tuple[StopDecision | None, Trial]:
-        """Records a report of the trial's holder; returns the stop decision (None: go on).
-        A report on the trial's `last_step` is never stopped: the trial ran its full length.
+        """Records a report of the trial's holder and decides whether the trial stops. A
+        report repeating a stored step with the same values is answered again.
+
+        Args:
+            measurement: the report (its time is the server's).
+            last_step: the report is on the trial's last step: the trial ran its full
+                length and is not stopped.
+
+        Returns:
+            The stop decision (None: go on), and the trial with its lease renewed.
 
         Raises:
-            InvalidArgument, StudyNotFound, TrialNotFound, TrialNotHeld, LeaseExpired,
-            TrialFinished, StepAlreadyReported.
+            InvalidArgument: a bad worker id, step, elapsed time or metric, or none of the
+                study's metrics.
+            StudyNotFound, TrialNotFound: no such study or trial.
+            TrialNotHeld, LeaseExpired, TrialNotStarted, TrialFinished: the worker does
+                not hold the trial (see `lifecycle.held`).
+            StepAlreadyReported: the step was reported with other values.
         """
         check_worker_id(worker_id)
         check_step(measurement.step)
@@ -128,7 +140,12 @@ class TrialService:
         return self.storage.run(op)
 
     def heartbeat(self, name: str, trial_id: int, worker_id: str) -> tuple[bool, Trial]:
-        """Renews the holder's lease; returns whether the trial has been told to stop."""
+        """Renews the holder's lease; returns whether the trial has been told to stop, and
+        the trial.
+
+        Raises:
+            InvalidArgument, StudyNotFound, TrialNotFound, and as `lifecycle.held`.
+        """
         check_worker_id(worker_id)
 
         def op(store: StudyStore) -> tuple[bool, Trial]:
@@ -150,8 +167,18 @@ class TrialService:
         final: Measurement | None,
         infeasible_reason: str = "",
     ) -> Trial:
-        """Finishes the holder's trial (see `lifecycle.complete`); a retry of the call that
-        finished it gets the trial as it is."""
+        """Finishes the holder's trial (see `lifecycle.complete`), and the study when that
+        used its budget; a retry of the call that finished it gets the trial as it is.
+
+        Args:
+            final: the final measurement (None: the last report is the final one).
+            infeasible_reason: when not empty, the trial ends INFEASIBLE with this reason.
+
+        Raises:
+            InvalidArgument: a bad final measurement or reason, or neither a final
+                measurement nor a report.
+            StudyNotFound, TrialNotFound, and as `lifecycle.held`.
+        """
         check_worker_id(worker_id)
         check_reason("infeasible_reason", infeasible_reason)
         if final is not None:
@@ -176,6 +203,12 @@ class TrialService:
         return self.storage.run(op)
 
     def fail(self, name: str, trial_id: int, worker_id: str, reason: str) -> Trial:
+        """Marks the holder's trial FAILED with `reason` (the study COMPLETED when that
+        used its budget); a retry by the same worker gets the trial as it is.
+
+        Raises:
+            InvalidArgument, StudyNotFound, TrialNotFound, and as `lifecycle.held`.
+        """
         check_worker_id(worker_id)
         check_reason("reason", reason)
 
@@ -194,6 +227,11 @@ class TrialService:
         return self.storage.run(op)
 
     def release(self, name: str, trial_id: int, worker_id: str) -> Trial:
+        """Queues the holder's trial again, its reports dropped (see `lifecycle.release`).
+
+        Raises:
+            InvalidArgument, StudyNotFound, TrialNotFound, and as `lifecycle.held`.
+        """
         check_worker_id(worker_id)
 
         def op(store: StudyStore) -> Trial:
@@ -216,7 +254,15 @@ class TrialService:
         """Queues a configuration to try next, or records a known result. A repeated
         `request_id` answers the trial its first request made.
 
+        Args:
+            params: the configuration, validated against the study's space.
+            final: its known result (None: queue it as REQUESTED).
+            request_id: the client's id of the request ("" for none).
+
         Raises:
+            InvalidArgument: parameters outside the space, or a bad result or request id.
+            StudyNotFound: no such study.
+            StudyFinished: the study is COMPLETED.
             RequestIdReused: the request id made a trial with other parameters or result.
         """
         if final is not None:
@@ -252,6 +298,8 @@ class TrialService:
         return self.storage.run(op)
 
     def get(self, name: str, trial_id: int) -> Trial:
+        """The trial with its reports (StudyNotFound, TrialNotFound when absent)."""
+
         def op(store: StudyStore) -> Trial:
             study, _, trial, _ = self.access.touch_trial(store, name, trial_id, for_update=False)
             reports = store.measurements(study, [trial_id]).get(trial_id, [])
@@ -267,8 +315,9 @@ class TrialService:
         after_id: int,
         with_measurements: bool = True,
     ) -> tuple[list[Trial], int | None]:
-        """Up to `size` trials after id `after_id`, in `states` (all when empty); and the
-        last id listed when there are more (None: that was all)."""
+        """Up to `size` trials after id `after_id`, in `states` (all when empty), with
+        their reports unless `with_measurements` is False; and the last id listed when
+        there are more (None: that was all)."""
 
         def op(store: StudyStore) -> tuple[list[Trial], int | None]:
             study, _, _ = self.access.touch_study(store, name)
@@ -283,7 +332,12 @@ class TrialService:
         return self.access.read(op)
 
     def optimal(self, name: str, count: int) -> list[Trial]:
-        """The `count` best trials (one metric) or the Pareto front (several)."""
+        """The `count` best trials (one metric; 0 means 1) or the Pareto front (several).
+
+        Raises:
+            InvalidArgument: `count` outside 0..MAX_PAGE_SIZE.
+            StudyNotFound: no such study.
+        """
         check_count("count", count, MAX_PAGE_SIZE)
 
         def op(store: StudyStore) -> list[Trial]:

@@ -38,7 +38,8 @@ class StudyStore(Protocol):
     read_only: bool
 
     # -- studies ------------------------------------------------------------------------
-    def find_study(self, name: str) -> StudyRecord | None: ...
+    def find_study(self, name: str) -> StudyRecord | None:
+        """The study of that name; None when there is none."""
 
     def lock_study(self, study: StudyRecord) -> None:
         """Serialises structural changes of the study (new trials, retries, its state)
@@ -52,7 +53,8 @@ class StudyStore(Protocol):
     def list_studies(self, after_name: str, limit: int) -> list[StudyRecord]:
         """Studies by name, after `after_name`."""
 
-    def delete_study(self, study: StudyRecord) -> None: ...
+    def delete_study(self, study: StudyRecord) -> None:
+        """Deletes the study with its trials and their reports."""
 
     def set_study_state(self, study: StudyRecord, state: StudyState) -> None: ...
 
@@ -76,7 +78,8 @@ class StudyStore(Protocol):
 
     def get_trial(
         self, study: StudyRecord, trial_id: int, *, for_update: bool = False
-    ) -> Trial | None: ...
+    ) -> Trial | None:
+        """The trial, without its reports (locked when `for_update`); None if absent."""
 
     def trials(
         self,
@@ -91,11 +94,24 @@ class StudyStore(Protocol):
         changed_since: float | None = None,
         limit: int | None = None,
     ) -> list[Trial]:
-        """The study's trials by id, filtered by every argument given. `changed_since`
-        keeps those that may have changed at or after that time: every REQUESTED or
-        ACTIVE trial, and those created, started or ended since."""
+        """The study's trials by id, without their reports, filtered by every argument
+        given (the filters combine with AND).
 
-    def has_expired_leases(self, study: StudyRecord, now: float) -> bool: ...
+        Args:
+            study: the study.
+            states: keep trials in one of these states (empty: every state).
+            worker_id: keep trials held (or last held) by this worker.
+            after_id: keep ids above this one (a page's start).
+            ids: keep these ids (empty: none).
+            lease_before: keep trials whose lease ends before this time.
+            request_id: keep the trial an AddTrial with this request id made.
+            changed_since: keep those that may have changed at or after this time: every
+                REQUESTED or ACTIVE trial, and those created, started or ended since.
+            limit: at most this many, the lowest ids first.
+        """
+
+    def has_expired_leases(self, study: StudyRecord, now: float) -> bool:
+        """Whether an ACTIVE trial of the study has a lease that ended before `now`."""
 
     def add_trials(self, study: StudyRecord, trials: Sequence[Trial]) -> list[Trial]:
         """Stores new trials under the next free ids (1, 2, ... per study, in order);
@@ -127,9 +143,8 @@ class StudyStore(Protocol):
     ) -> dict[int, list[Measurement]]:
         """Reports by trial id, by step."""
 
-    def get_measurement(
-        self, study: StudyRecord, trial_id: int, step: int
-    ) -> Measurement | None: ...
+    def get_measurement(self, study: StudyRecord, trial_id: int, step: int) -> Measurement | None:
+        """The trial's report at `step`; None when there is none."""
 
     def add_measurement(
         self,
@@ -140,11 +155,23 @@ class StudyStore(Protocol):
         *,
         renew_lease_to: float | None = None,
     ) -> bool:
-        """Stores a report unless its step exists; returns whether it did. `value` is its
-        primary metric (what early stopping reduces); with `renew_lease_to` the trial's
-        lease is renewed too, whether or not the step was new."""
+        """Stores a report unless its step exists.
 
-    def delete_measurements(self, study: StudyRecord, trial_id: int) -> None: ...
+        Args:
+            study: the trial's study.
+            trial_id: the trial reported on.
+            measurement: the report, stamped with the server's time.
+            value: its primary metric's value (None: absent), kept apart from the others
+                for early stopping's reductions and `report_values`.
+            renew_lease_to: when given, the trial's lease is renewed to this time too,
+                whether or not the step was new.
+
+        Returns:
+            Whether the report was stored (False: its step had been reported already).
+        """
+
+    def delete_measurements(self, study: StudyRecord, trial_id: int) -> None:
+        """Deletes the trial's reports (a released trial starts afresh)."""
 
     def report_values(
         self,
@@ -156,22 +183,43 @@ class StudyStore(Protocol):
         last_id: int,
         limit: int,
     ) -> list[tuple[Any, ...]]:
-        """Rows (trial id, step, the values of `metrics`..., None where a report lacks
-        one) of the
-        reports recorded at or after `since`, after the (trial id, step) `after`, on trials
-        up to `last_id`, by trial and step; at most `limit`. `metrics[0]` must be the
-        study's primary metric (every report keeps its value apart, see
-        `add_measurement`)."""
+        """The reported values of `metrics`, a page at a time (what ListStudyChanges
+        sends as curves).
+
+        Args:
+            study: the study.
+            metrics: the metrics to read; `metrics[0]` must be the study's primary metric
+                (every report keeps its value apart, see `add_measurement`).
+            since: keep reports recorded at or after this time.
+            after: keep reports after this (trial id, step), exclusive: a page's start.
+            last_id: keep reports of trials up to this id.
+            limit: at most this many rows.
+
+        Returns:
+            Rows (trial id, step, the value of each of `metrics`, None where a report
+            lacks one), by trial and step.
+        """
 
     def peer_values(
         self, study: StudyRecord, query: PeerQuery, *, metric: str, exclude: int
     ) -> list[float]:
-        """`query`'s number (see PeerQuery) for each other trial that has one."""
+        """What an early-stopping rule reads of the other trials, one number per trial.
+
+        Args:
+            study: the study.
+            query: which trials and which number of each (see `PeerQuery`).
+            metric: the metric reduced (the study's primary one).
+            exclude: the id of the trial being decided on, left out.
+
+        Returns:
+            `query`'s number for each other trial that has one, in no particular order.
+        """
 
     def peer_median(
         self, study: StudyRecord, query: PeerQuery, *, metric: str, exclude: int
     ) -> tuple[int, float | None]:
-        """How many `peer_values` there are, and their median (None when none)."""
+        """How many `peer_values` there are, and their median (None when none),
+        computed by the database; the arguments are `peer_values`'."""
 
 
 class Storage(Protocol):
