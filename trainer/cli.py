@@ -227,7 +227,7 @@ def format_summary(summaries: Sequence[WorkerSummary]) -> str:
         assert best is not None and best.metrics is not None
         lines.append(
             f"best trial of these workers: #{best.trial_id} "
-            f"{format_metrics(best.metrics, KEY_METRICS)}"
+            f"{format_metrics(best.metrics, (s.objective, *KEY_METRICS))}"
         )
         lines.append(f"  params: {format_params(best.params)}")
     return "\n".join(lines)

@@ -25,6 +25,11 @@ class TaskParameterError(ValueError):
     """
 
 
+class TaskMetricError(ValueError):
+    """A built-in task does not compute a study's metric (or the study optimises it in the
+    direction where it gets worse): the worker refuses the study before taking a trial."""
+
+
 class TaskContractError(Exception):
     """The task broke the interface (e.g. returned no objective metric): fails the trial."""
 

@@ -39,7 +39,7 @@ def ensure_study(
     the task's default spec, and checks that the task can train it.
 
     Raises:
-        TaskLoadError, TaskParameterError: a spec the task cannot train.
+        TaskLoadError, TaskParameterError, TaskMetricError: a spec the task cannot train.
         TunewireClientError: the server refused (the message says why).
     """
     spec: dict[str, Any] | None = None

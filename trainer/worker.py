@@ -31,6 +31,7 @@ from tunewire.trainer.devices import (
 from tunewire.trainer.errors import (
     TaskContractError,
     TaskLoadError,
+    TaskMetricError,
     TaskParameterError,
     TrialInfeasible,
     WorkerInterrupted,
@@ -140,7 +141,7 @@ def format_params(params: Mapping[str, Any]) -> str:
 
 
 def format_metrics(metrics: Mapping[str, float], names: tuple[str, ...] = ()) -> str:
-    chosen = [n for n in names if n in metrics] or list(metrics)
+    chosen = [n for n in dict.fromkeys(names) if n in metrics] or list(metrics)
     return ", ".join(f"{n} {metrics[n]:.4g}" for n in chosen)
 
 
@@ -187,7 +188,7 @@ class Worker:
                 self._run()
         except WorkerInterrupted as exc:
             self.summary.message = f"stopped by {exc}"
-        except (TaskLoadError, TaskParameterError) as exc:
+        except (TaskLoadError, TaskParameterError, TaskMetricError) as exc:
             self.summary.exit_code = EXIT_CONFIG
             self.summary.message = str(exc)
         except TunewireClientError as exc:
@@ -363,7 +364,7 @@ class Worker:
                 trial.id,
                 outcome.state,
                 outcome.seconds,
-                format_metrics(outcome.metrics, KEY_METRICS),
+                format_metrics(outcome.metrics, (objective, *KEY_METRICS)),
             )
         elif outcome.state != "lost":
             log.warning("trial %d %s: %s", trial.id, outcome.state, outcome.reason)

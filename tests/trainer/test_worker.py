@@ -12,6 +12,7 @@ import pytest
 
 from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer, run_in_background
+from tunewire.trainer.cli import main as train_main
 from tunewire.trainer.worker import (
     EXIT_CONFIG,
     EXIT_FAILURES,
@@ -168,6 +169,72 @@ def test_parameter_ranges_the_task_cannot_train_stop_the_worker_before_training(
     assert summary.exit_code == EXIT_CONFIG
     assert "parameter 'hidden_layers' must be in [0, 6], got 7" in summary.message
     assert client.list_trials("bad-values") == [], "refused before any trial started"
+
+
+def digits_study(client: TuningClient, name: str, metric: str, goal: str, trials: int) -> None:
+    client.create_study(
+        name,
+        {
+            "parameters": [
+                {"name": "lr", "type": "float", "min": 1e-3, "max": 0.1, "scale": "log"},
+                {"name": "hidden_layers", "type": "int", "min": 0, "max": 1},
+                {"name": "max_epochs", "type": "int", "min": 3, "max": 4},
+            ],
+            "metrics": [{"name": metric, "goal": goal}],
+            "algorithm": "random",
+            "seed": 3,
+            "max_trials": trials,
+        },
+    )
+
+
+def test_a_builtin_task_optimises_the_accuracy_a_study_maximises(
+    sqlite_server: RunningServer, client: TuningClient
+) -> None:
+    """digits-mlp on a study maximising `accuracy`: every report carries the validation
+    accuracy under that name, each trial keeps its most accurate epoch, and the worker's
+    best trial is the most accurate."""
+    digits_study(client, "accurate", "accuracy", "maximize", trials=3)
+    summary = run_worker(settings(sqlite_server, "accurate", "digits-mlp"))
+    assert summary.exit_code == 0, summary.message
+    assert summary.counts() == {"completed": 3}
+    records = client.list_trials("accurate")
+    for record in records:
+        reports = [metrics for _, metrics in record.measurements]
+        assert all(m["accuracy"] == m["val_accuracy"] and 0 < m["accuracy"] <= 1 for m in reports)
+        most_accurate = max(reports, key=lambda m: m["accuracy"])
+        final = record.final_metrics or {}
+        assert final["accuracy"] == final["val_accuracy"] == most_accurate["accuracy"]
+        assert final["val_loss"] == most_accurate["val_loss"], "the kept epoch's loss"
+    best = summary.best()
+    assert best is not None and best.metrics is not None
+    assert best.metrics["accuracy"] == max((r.final_metrics or {})["accuracy"] for r in records)
+
+
+@pytest.mark.parametrize(
+    ("metric", "goal", "needle"),
+    [
+        ("f1", "maximize", "cannot optimise the study's objective 'f1'"),
+        ("accuracy", "minimize", "cannot minimize the study's objective 'accuracy'"),
+        ("val_loss", "maximize", "cannot maximize the study's objective 'val_loss'"),
+    ],
+)
+def test_a_builtin_task_refuses_an_objective_it_does_not_compute_before_any_trial(
+    sqlite_server: RunningServer,
+    client: TuningClient,
+    capsys: pytest.CaptureFixture[str],
+    metric: str,
+    goal: str,
+    needle: str,
+) -> None:
+    digits_study(client, "foreign", metric, goal, trials=3)
+    flags = ["--server", sqlite_server.target, "--devices", "cpu", "--progress", "off"]
+    code = train_main(["--study", "foreign", "--task", "digits-mlp", *flags])
+    assert code == EXIT_CONFIG
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("tunewire train: worker ") and needle in line
+    assert "it reports val_loss (minimize), val_accuracy or accuracy (maximize)" in line
+    assert client.list_trials("foreign") == [], "refused before any trial was taken"
 
 
 def test_a_metric_the_study_does_not_have_fails_the_trial_before_the_worker_exits(

@@ -21,6 +21,7 @@ from tunewire.trainer.reporter import Metrics, Params, Reporter, TrainFunction
 from tunewire.trainer.tasks.datasets import load_splits
 from tunewire.trainer.tasks.hyperparams import NetworkConfig, check_space, parse_network_config
 from tunewire.trainer.tasks.models import build_cnn, build_mlp
+from tunewire.trainer.tasks.objectives import check_metrics
 from tunewire.trainer.tasks.training import train_network
 from tunewire.v1 import study_pb2 as pb
 
@@ -36,6 +37,7 @@ class BuiltinTask:
     description: str
     defaults: NetworkConfig = NetworkConfig()
     convolutional: bool = False
+    classification: bool = True
 
     def __call__(self, params: Params, reporter: Reporter) -> Metrics:
         config = parse_network_config(
@@ -61,14 +63,16 @@ class BuiltinTask:
         return spec
 
     def check_spec(self, spec: Mapping[str, Any] | pb.StudySpec) -> None:
-        """Fails fast, before any training, when a spec names parameters the task ignores
-        or lets a parameter reach values the task refuses.
+        """Fails fast, before any training, when a spec names parameters the task ignores,
+        lets a parameter reach values the task refuses, or measures what the task does not
+        report.
 
         Args:
             spec: the dict form (a spec file, the task's default) or the server's spec.
 
         Raises:
             TaskParameterError: naming the parameter and what the task accepts.
+            TaskMetricError: naming the metrics the task reports.
             SpecError: `spec` is not a valid study spec.
         """
         message = spec if isinstance(spec, pb.StudySpec) else spec_from_dict(spec)
@@ -76,6 +80,11 @@ class BuiltinTask:
             [_domain(p) for p in message.parameters],
             task=self.name,
             convolutional=self.convolutional,
+        )
+        check_metrics(
+            [(m.name, m.goal == pb.GOAL_MAXIMIZE) for m in message.metrics],
+            task=self.name,
+            classification=self.classification,
         )
 
 
@@ -120,6 +129,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
             "diabetes",
             "MLP regression (MSE) on scikit-learn's diabetes data (442 rows, 10 features)",
             NetworkConfig(max_epochs=80, patience=10),
+            classification=False,
         ),
         BuiltinTask(
             "mnist-cnn",

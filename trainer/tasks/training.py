@@ -22,6 +22,7 @@ from tunewire.trainer.reporter import Metrics, Reporter
 from tunewire.trainer.tasks.datasets import DataSplits
 from tunewire.trainer.tasks.hyperparams import NetworkConfig
 from tunewire.trainer.tasks.models import EncoderHeadNet, count_parameters
+from tunewire.trainer.tasks.objectives import Objective, objective_of
 
 EVAL_BATCH = 1024
 
@@ -180,8 +181,7 @@ def pretrain_autoencoder(
 
 @dataclass(frozen=True)
 class FitResult:
-    best_val_loss: float
-    best_val_score: float
+    best_metrics: Metrics  # the validation measures of the best epoch
     best_epoch: int
     epochs_trained: int
     stopped_by: str  # "patience", "server" or "max_epochs"
@@ -195,12 +195,17 @@ def fit(
     reporter: Reporter,
     generator: torch.Generator,
     precision: _Precision,
+    objective: Objective,
 ) -> FitResult:
-    """Supervised training; leaves the model with the weights of the best validation loss."""
+    """Supervised training; leaves the model with the weights of the epoch with the best
+    value of `objective`, which every report carries under the study's name for it
+    (`reporter.objective`) besides the task's own names."""
     optimizer = make_optimizer(model.parameters(), config)
     score_name = "val_accuracy" if data.is_classification else "val_rmse"
     n = len(tensors.x_train)
-    best_loss, best_score, best_epoch = float("inf"), float("nan"), 0
+    best: float | None = None
+    best_metrics: Metrics = {}
+    best_epoch = 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     stopped_by = "max_epochs"
     epoch = 0
@@ -215,14 +220,14 @@ def fit(
             total += loss.detach() * len(idx)
         train_loss = _finite_mean(total, n, "training loss", epoch)
         val_loss, val_score = evaluate(model, tensors.x_val, tensors.y_val, data, precision)
-        # report() raises TrialInfeasible on a non-finite validation loss.
+        measured = {"val_loss": val_loss, score_name: val_score}
+        value = measured[reporter.objective] = measured[objective.measure]
+        # report() raises TrialInfeasible on a non-finite value.
         stop = reporter.report(
-            epoch,
-            {reporter.objective: val_loss, "train_loss": train_loss, score_name: val_score},
-            last_step=epoch == config.max_epochs,
+            epoch, {**measured, "train_loss": train_loss}, last_step=epoch == config.max_epochs
         )
-        if val_loss < best_loss:
-            best_loss, best_score, best_epoch = val_loss, val_score, epoch
+        if best is None or (value > best if objective.maximize else value < best):
+            best, best_metrics, best_epoch = value, measured, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if stop:
             stopped_by = "server"
@@ -231,7 +236,7 @@ def fit(
             stopped_by = "patience"
             break
     model.load_state_dict(best_state)
-    return FitResult(best_loss, best_score, best_epoch, epoch, stopped_by)
+    return FitResult(best_metrics, best_epoch, epoch, stopped_by)
 
 
 def train_network(
@@ -244,7 +249,15 @@ def train_network(
 
     The model must have been built after `torch.manual_seed(reporter.seed)` for
     reproducible initial weights.
+
+    Raises:
+        TaskMetricError: the study's objective is none of the task's validation measures.
     """
+    objective = objective_of(
+        reporter.objective,
+        classification=data.is_classification,
+        trainer=f"a network on {data.name}",
+    )
     started = time.perf_counter()
     model.to(reporter.device)
     tensors = to_device(data, reporter.device)
@@ -252,22 +265,17 @@ def train_network(
     precision = _Precision(reporter)
     reporter.total_steps = config.max_epochs
     pretrained = pretrain_autoencoder(model, data, tensors, config, reporter, generator, precision)
-    result = fit(model, data, tensors, config, reporter, generator, precision)
+    result = fit(model, data, tensors, config, reporter, generator, precision, objective)
     test_loss, test_score = evaluate(model, tensors.x_test, tensors.y_test, data, precision)
     metrics: Metrics = {
-        reporter.objective: result.best_val_loss,
+        **result.best_metrics,
         "test_loss": test_loss,
+        "test_accuracy" if data.is_classification else "test_rmse": test_score,
         "epochs_trained": float(result.epochs_trained),
         "best_epoch": float(result.best_epoch),
         "pretrain_epochs_run": float(pretrained),
         "train_seconds": time.perf_counter() - started,
         "n_params": float(count_parameters(model)),
     }
-    if data.is_classification:
-        metrics["val_accuracy"] = result.best_val_score
-        metrics["test_accuracy"] = test_score
-    else:
-        metrics["val_rmse"] = result.best_val_score
-        metrics["test_rmse"] = test_score
     reporter.status(f"stopped by {result.stopped_by} after {result.epochs_trained} epochs")
     return metrics
