@@ -33,7 +33,9 @@ class LightningTrialCallback(TrackedCallback, pl.Callback):
 
     With a client `Trial` the callback also finishes it: a NaN/inf value marks it
     infeasible and stops training; the end of `fit` completes it with the best value
-    (the server records it as stopped early if it said stop); Ctrl-C hands it back.
+    (the server records it as stopped early if it said stop); Ctrl-C hands it back. The
+    report of the last epoch (or of `max_steps`) is marked as the run's last step, so a run
+    that trains its full length is completed, never stopped there.
     With the reporter of a `tunewire train` task, return `callback.final_metrics` from the
     task: the worker completes the trial, and a NaN/inf value raises `TrialInfeasible`.
 
@@ -79,9 +81,22 @@ class LightningTrialCallback(TrackedCallback, pl.Callback):
         stop = False
         if trainer.is_global_zero:
             step = trainer.current_epoch + 1 if self.step == "epoch" else trainer.global_step
-            stop = self.tracker.observe(step, float(value))
+            stop = self.tracker.observe(step, float(value), last_step=self._last_step(trainer))
         if trainer.strategy.broadcast(stop):
             trainer.should_stop = True
+
+    def _last_step(self, trainer: pl.Trainer) -> bool:
+        """Whether this validation ends the run's full length: its last epoch, or its last
+        optimizer step when `max_steps` is set (with `step="global_step"`, the last of the
+        steps the trainer plans, which validations within an epoch do not reach)."""
+        if self.step == "global_step":
+            return trainer.global_step >= trainer.estimated_stepping_batches
+        max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+        if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+            return True
+        return (
+            max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
+        )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:

@@ -22,7 +22,9 @@ class StepReporter(Protocol):
     objective: str
     maximize: bool
 
-    def report(self, step: int, metrics: Mapping[str, float]) -> bool: ...
+    def report(
+        self, step: int, metrics: Mapping[str, float], *, last_step: bool = False
+    ) -> bool: ...
 
 
 TrialTarget = Trial | StepReporter
@@ -65,9 +67,11 @@ class ObjectiveTracker:
     def finished(self) -> bool:
         return isinstance(self.trial, Trial) and self.trial.finished
 
-    def observe(self, step: int, value: float) -> bool:
+    def observe(self, step: int, value: float, *, last_step: bool = False) -> bool:
         """Reports `value` at `step`; returns True when training should stop: the server
-        said so, or the value is NaN/inf and the trial is now infeasible.
+        said so, or the value is NaN/inf and the trial is now infeasible. `last_step`: the
+        run trained its full length, so the server does not stop it there (a stop would
+        count it as stopped early).
 
         Raises:
             TrialInfeasible: (from a `tunewire train` reporter) the value is NaN/inf.
@@ -85,9 +89,11 @@ class ObjectiveTracker:
                 self.should_stop = True
                 return True
             elapsed = time.monotonic() - self._started
-            stop = self.trial.report(step, {self.objective: value}, elapsed_seconds=elapsed)
+            stop = self.trial.report(
+                step, {self.objective: value}, elapsed_seconds=elapsed, last_step=last_step
+            )
         else:
-            stop = self.trial.report(step, {self.objective: value})
+            stop = self.trial.report(step, {self.objective: value}, last_step=last_step)
         if self.best is None or (value > self.best if self.maximize else value < self.best):
             self.best, self.best_step = value, step
         self.should_stop = self.should_stop or stop

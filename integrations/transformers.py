@@ -35,7 +35,9 @@ class TransformersTrialCallback(TrackedCallback, TrainerCallback):
 
     With a client `Trial` the callback also finishes it: a NaN/inf value marks it
     infeasible and stops training; the end of `train` completes it with the best value
-    (the server records it as stopped early if it said stop). With the reporter of a
+    (the server records it as stopped early if it said stop). The evaluation at the
+    trainer's `max_steps` is marked as the run's last step, so a run that trains its full
+    length is completed, never stopped there. With the reporter of a
     `tunewire train` task, return `callback.final_metrics` from the task: the worker
     completes the trial, and a NaN/inf value raises `TrialInfeasible`.
 
@@ -80,7 +82,10 @@ class TransformersTrialCallback(TrackedCallback, TrainerCallback):
                 metrics,
                 "evaluation metrics are named eval_<key of what compute_metrics returns>",
             )
-        if self.tracker.observe(state.global_step, float(metrics[self.monitor])):
+        # The evaluation at the trainer's last step ends a full-length run.
+        last_step = state.max_steps > 0 and state.global_step >= state.max_steps
+        value = float(metrics[self.monitor])
+        if self.tracker.observe(state.global_step, value, last_step=last_step):
             control.should_training_stop = True
 
     def on_train_end(

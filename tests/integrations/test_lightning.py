@@ -4,13 +4,13 @@ scikit-learn's digits, from `worker_loop` and as a `tunewire train --task` user 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 pytest.importorskip("lightning")
 
-from tests.integrations.lightning_tasks import fit  # noqa: E402
+from tests.integrations.lightning_tasks import digits_loaders, fit  # noqa: E402
 from tunewire.client import TuningClient  # noqa: E402
 from tunewire.integrations.lightning import LightningTrialCallback  # noqa: E402
 from tunewire.integrations.objective import MonitorMissing  # noqa: E402
@@ -73,6 +73,25 @@ def test_worker_loop_obeys_the_servers_stop(client: TuningClient) -> None:
     assert record.state == "stopped_early" and record.stopped_at_step == 2
     assert [step for step, _ in record.measurements] == [1, 2]
     assert record.final_metrics is not None and record.final_metrics["val_loss"] > 0
+
+
+@pytest.mark.parametrize("step", ["epoch", "global_step"])
+def test_a_full_length_run_is_completed_under_a_rule_that_would_stop_its_last_step(
+    client: TuningClient, step: Literal["epoch", "global_step"]
+) -> None:
+    """The threshold rule would stop the report of the second epoch, the run's last: the
+    callback marks it as the last step, so the trial ends completed, not stopped early."""
+    last = 2 if step == "epoch" else 2 * len(digits_loaders()[0])
+    rule = {"early_stopping": {"rule": "threshold", "bound": 1e-6, "after_step": last}}
+    digits_study(client, "full-length", trials=1, **rule)
+    for trial in client.worker_loop("full-length", "w"):
+        with trial, trial.heartbeat():
+            callback = LightningTrialCallback(trial, step=step)
+            trainer = fit(trial.params, callback, max_epochs=2)
+        assert trainer.current_epoch == 2 and not callback.tracker.should_stop
+    (record,) = client.list_trials("full-length")
+    assert record.state == "completed" and record.stopped_at_step is None
+    assert [s for s, _ in record.measurements][-1] == last
 
 
 def test_a_nan_loss_marks_the_trial_infeasible_and_stops_training(client: TuningClient) -> None:

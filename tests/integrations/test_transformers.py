@@ -64,6 +64,23 @@ def test_worker_loop_obeys_the_servers_stop(client: TuningClient, tmp_path: Path
     assert [step for step, _ in record.measurements] == [4, 8]
 
 
+def test_a_full_length_run_is_completed_under_a_rule_that_would_stop_its_last_step(
+    sqlite_server: RunningServer, client: TuningClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunewire train --task transformers_tasks.py:train` (max_steps 12, an evaluation
+    every 4 steps) under a rule that would stop the evaluation at step 12: the callback
+    marks it as the last step, so the trial ends completed, not stopped early."""
+    bert_study(
+        client, "full-length", early_stopping={"rule": "threshold", "bound": 1e-6, "after_step": 12}
+    )
+    flags = ["--server", sqlite_server.target, "--devices", "cpu", "--progress", "off"]
+    code = train_main(["--study", "full-length", "--task", f"{TASKS}:train", *flags])
+    assert code == 0, capsys.readouterr()
+    (record,) = client.list_trials("full-length")
+    assert record.state == "completed" and record.stopped_at_step is None
+    assert [step for step, _ in record.measurements] == [4, 8, 12]
+
+
 def test_a_nan_metric_marks_the_trial_infeasible(client: TuningClient, tmp_path: Path) -> None:
     """`compute_metrics` gives NaN from the second evaluation on (a metric of a diverged
     model): the trial ends infeasible and training stops there."""
