@@ -52,6 +52,21 @@ def _add_client_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--token", default=env.get("TUNEWIRE_TOKEN", ""), help="bearer token (env TUNEWIRE_TOKEN)"
     )
+    add_tls_flags(p)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument(
+        "--server-wait",
+        type=float,
+        default=DEFAULT_SERVER_WAIT_S,
+        metavar="SECONDS",
+        help="retry an unreachable server this long (default %(default)g)",
+    )
+
+
+def add_tls_flags(p: argparse.ArgumentParser) -> None:
+    """`--tls` and `--tls-ca` (or TUNEWIRE_TLS, TUNEWIRE_TLS_CA), as every command that
+    talks to a server takes them; `uses_tls` reads them back."""
+    env = os.environ
     p.add_argument(
         "--tls",
         action="store_true",
@@ -63,14 +78,11 @@ def _add_client_flags(p: argparse.ArgumentParser) -> None:
         default=env.get("TUNEWIRE_TLS_CA", ""),
         help="CA certificate PEM for TLS (env TUNEWIRE_TLS_CA)",
     )
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
-    p.add_argument(
-        "--server-wait",
-        type=float,
-        default=DEFAULT_SERVER_WAIT_S,
-        metavar="SECONDS",
-        help="retry an unreachable server this long (default %(default)g)",
-    )
+
+
+def uses_tls(args: argparse.Namespace) -> bool:
+    """Whether the flags of `add_tls_flags` ask for TLS (a CA file implies it)."""
+    return bool(args.tls or args.tls_ca)
 
 
 def _format_params(params: dict[str, Any]) -> str:
@@ -294,9 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except TunewireClientError as exc:
-        tls = args.tls or bool(args.tls_ca)
         waited = time.monotonic() - started
-        hint = explain_failure(exc, target=args.server, tls=tls, waited=waited)
+        hint = explain_failure(exc, target=args.server, tls=uses_tls(args), waited=waited)
         print(f"error: {hint}", file=sys.stderr)
         return 1
     except (SpecError, OSError) as exc:

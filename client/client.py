@@ -61,6 +61,8 @@ class TuningClient:
         tls_server_name: overrides the name checked in the server certificate.
         timeout: deadline of each call, in seconds.
         retry_timeout: how long retryable failures (UNAVAILABLE) are retried, with backoff.
+        on_retry: called before each retry with the failure and the seconds the call has
+            tried (a worker says there what to check while it waits).
     """
 
     def __init__(
@@ -73,14 +75,19 @@ class TuningClient:
         tls_server_name: str | None = None,
         timeout: float = 30.0,
         retry_timeout: float = 120.0,
+        on_retry: Callable[[TunewireClientError, float], None] | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.retry_timeout = retry_timeout
+        self.on_retry = on_retry
         options: list[tuple[str, Any]] = [
             ("grpc.lb_policy_name", "round_robin"),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.enable_retries", 0),
+            # As much as the server sends: a trial with many reports can exceed gRPC's
+            # default 4 MiB, and listings are paged to stay under it.
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
@@ -100,7 +107,8 @@ class TuningClient:
     def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         """Calls an RPC with a deadline, retrying UNAVAILABLE/DEADLINE_EXCEEDED with backoff."""
         rpc: Callable[..., Any] = getattr(self._stub, method)
-        give_up = time.monotonic() + self.retry_timeout
+        started = time.monotonic()
+        give_up = started + self.retry_timeout
         delay = 0.1
         while True:
             try:
@@ -109,6 +117,9 @@ class TuningClient:
                 code = exc.code()
                 if code in RETRYABLE and time.monotonic() + delay < give_up:
                     log.warning("%s: %s, retrying in %.1fs", method, code.name, delay)
+                    if self.on_retry is not None:
+                        error = TunewireClientError(code, exc.details() or "", method)
+                        self.on_retry(error, time.monotonic() - started)
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 5.0)
                     continue

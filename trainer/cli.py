@@ -2,8 +2,9 @@
 
     tunewire train --server HOST:PORT --study NAME --task digits-mlp [--devices cpu*2]
 
-Settings come from flags or TUNEWIRE_SERVER / TUNEWIRE_TOKEN; exit codes: 0 done or
-stopped by a signal, 1 a task kept failing, 2 a configuration error, 3 server unreachable.
+Settings come from flags or TUNEWIRE_SERVER / TUNEWIRE_TOKEN / TUNEWIRE_TLS /
+TUNEWIRE_TLS_CA (the client commands' flags); exit codes: 0 done or stopped by a signal,
+1 a task kept failing, 2 a configuration error, 3 server unreachable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import replace
 from queue import Empty
 from types import FrameType
 
+from tunewire.client.cli import add_tls_flags, uses_tls
 from tunewire.trainer.devices import DeviceError, parse_devices
 from tunewire.trainer.tasks import BUILTIN_TASKS, DEFAULT_TASK
 from tunewire.trainer.worker import (
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token", default=env.get("TUNEWIRE_TOKEN", ""), help="bearer token (env TUNEWIRE_TOKEN)"
     )
+    add_tls_flags(p)
     p.add_argument("--study", required=True, help="study name")
     p.add_argument(
         "--task",
@@ -256,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         worker_id=args.worker_id,
         max_trials=args.max_trials,
         token=args.token or None,
+        tls=uses_tls(args),
+        tls_ca=args.tls_ca or None,
         create_study=args.create_study,
         space=args.space,
         seed=args.seed,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import traceback
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from tunewire.client import Trial, TunewireClientError, TuningClient
+from tunewire.client.troubleshooting import explain_failure
 from tunewire.trainer.devices import (
     DeviceError,
     prepare_device,
@@ -50,6 +52,9 @@ UNREACHABLE_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 # Codes of a server-side bug; asked again a few times with backoff before giving up.
 SERVER_ERROR_CODES = ("INTERNAL", "UNKNOWN")
 MAX_SERVER_ERRORS = 5
+# A worker retrying an unreachable server says once what to check when it has tried this
+# long: a blink of the network draws no hint, a wrong address or TLS setting one at once.
+HINT_AFTER_S = 1.0
 # A user task that raises on this many trials in a row is broken, not unlucky.
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -66,6 +71,8 @@ class WorkerSettings:
     Attributes:
         device: ``auto``, ``cpu`` or ``cuda:N``.
         worker_id: stable id sent to the server; empty = ``host:device:pid``.
+        tls: connect with TLS; `tls_ca` is the PEM file of the CA (system roots when
+            None), as the client commands' --tls and --tls-ca.
         max_trials: stop after this many trials (None = until the study is done).
         create_study: create the study when missing, from `space` or the task's default
             spec (idempotent; an existing study is joined as it is).
@@ -83,6 +90,8 @@ class WorkerSettings:
     worker_id: str = ""
     max_trials: int | None = None
     token: str | None = None
+    tls: bool = False
+    tls_ca: str | None = None
     create_study: bool = True
     space: str | None = None
     seed: int = 0
@@ -170,14 +179,35 @@ class Worker:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.worker_id = settings.worker_id or default_worker_id(self.device, index)
+        self._hint_lock = threading.Lock()  # the heartbeat thread retries too
+        self._hinted = False
         self.client = client or TuningClient(
             settings.server,
             token=settings.token,
+            tls=settings.tls,
+            tls_ca=settings.tls_ca,
             timeout=settings.rpc_timeout_s,
             retry_timeout=settings.server_wait_s,
+            on_retry=self._hint_while_retrying,
         )
         self.summary = WorkerSummary(self.worker_id, str(self.device))
         self.maximize = False
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.settings.tls or bool(self.settings.tls_ca)
+
+    def _hint_while_retrying(self, error: TunewireClientError, waited: float) -> None:
+        """Logs once what the client commands would say about the server it cannot reach
+        (address, TLS, token), while the worker goes on retrying."""
+        with self._hint_lock:
+            if waited < HINT_AFTER_S or self._hinted:
+                return
+            self._hinted = True
+        hint = explain_failure(error, target=self.settings.server, tls=self.uses_tls, waited=waited)
+        log.warning(
+            "%s\n  retrying for up to %.0f s (--server-wait)", hint, self.settings.server_wait_s
+        )
 
     def run(self) -> WorkerSummary:
         """Runs until the study is done, `max_trials` trials ran, a signal, or a fatal
@@ -200,7 +230,10 @@ class Worker:
                 )
             else:
                 self.summary.exit_code = EXIT_CONFIG
-                self.summary.message = f"the server refused: {exc}"
+                hint = explain_failure(
+                    exc, target=self.settings.server, tls=self.uses_tls, waited=0
+                )
+                self.summary.message = f"the server refused: {hint}"
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 
