@@ -129,7 +129,7 @@ def _scale(raw: Mapping[str, Any], name: str) -> pb.Scale:
 
 def _parameter(raw: Any) -> pb.ParameterSpec:
     raw = _mapping("a parameter", raw)
-    name = str(raw.get("name", ""))
+    name = _name("a parameter", raw)
     kind = _TYPES.get(str(raw.get("type", "")).lower())
     where = f"parameter {name!r}"
     if kind is None:
@@ -182,17 +182,32 @@ def _parameter(raw: Any) -> pb.ParameterSpec:
     return out
 
 
+_GOAL_WORDS = {
+    "minimize": pb.GOAL_MINIMIZE,
+    "minimise": pb.GOAL_MINIMIZE,
+    "min": pb.GOAL_MINIMIZE,
+    "maximize": pb.GOAL_MAXIMIZE,
+    "maximise": pb.GOAL_MAXIMIZE,
+    "max": pb.GOAL_MAXIMIZE,
+}
+
+
+def _name(what: str, raw: Mapping[str, Any]) -> str:
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{what} needs a name (a non-empty string), got {name!r}")
+    return name
+
+
 def _metric(raw: Any) -> pb.MetricSpec:
     raw = _mapping("a metric", raw)
-    _check_keys(f"metric {raw.get('name')!r}", raw, METRIC_KEYS)
-    goal = str(raw.get("goal", "minimize")).lower()
-    if goal.startswith("min"):
-        g = pb.GOAL_MINIMIZE
-    elif goal.startswith("max"):
-        g = pb.GOAL_MAXIMIZE
-    else:
-        raise SpecError(f"metric {raw.get('name')!r}: goal must be minimize or maximize")
-    return pb.MetricSpec(name=str(raw.get("name", "")), goal=g)
+    name = _name("a metric", raw)
+    _check_keys(f"metric {name!r}", raw, METRIC_KEYS)
+    goal = raw.get("goal")
+    g = _GOAL_WORDS.get(goal.lower()) if isinstance(goal, str) else None
+    if g is None:
+        raise SpecError(f"metric {name!r}: goal must be minimize or maximize, got {goal!r}")
+    return pb.MetricSpec(name=name, goal=g)
 
 
 def _early_stopping(raw: Any, spec: pb.StudySpec) -> None:
@@ -215,6 +230,9 @@ def _early_stopping(raw: Any, spec: pb.StudySpec) -> None:
     message = getattr(spec.early_stopping, field)
     known = frozenset(message.DESCRIPTOR.fields_by_name)
     _check_keys(f"early_stopping {rule}", es, known)
+    if rule == "threshold" and "bound" not in es:
+        # On the wire an unset bound reads as 0: say it here instead.
+        raise SpecError("early_stopping threshold: give its bound (the objective's limit)")
     for key, value in es.items():
         f = message.DESCRIPTOR.fields_by_name[key]
         where = f"early_stopping {rule}: {key}"

@@ -19,7 +19,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tunewire.server.algorithms import get_algorithm
-from tunewire.server.api.interceptors import MetricsInterceptor, TokenAuthInterceptor
+from tunewire.server.api.interceptors import (
+    DecodeGuardInterceptor,
+    MetricsInterceptor,
+    TokenAuthInterceptor,
+)
 from tunewire.server.api.reflection import add_reflection
 from tunewire.server.api.servicer import TuningServicer, add_to_server
 from tunewire.server.domain.study import ALGORITHMS
@@ -152,7 +156,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
     if storage.single_writer:
         storage.keep_connection_on_this_thread()
     service = compose_service(storage, executor)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [DecodeGuardInterceptor()]
     if settings.metrics_port:
         from tunewire.server.api.metrics import start_metrics_server
 
@@ -176,7 +180,7 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     add_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
-    address = f"{settings.host}:{settings.port}"
+    address = host_port(settings.host, settings.port)
     try:
         if settings.tls_cert:
             credentials = grpc.ssl_server_credentials(
@@ -198,6 +202,11 @@ async def _start(settings: ServerSettings, storage: Storage) -> tuple[Server, in
     return Server(server, executor, service), port
 
 
+def host_port(host: str, port: int) -> str:
+    """An address to listen on or dial: an IPv6 address goes in brackets ([::1]:50051)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 @dataclass
 class RunningServer:
     """A server running in this process (tests, benchmarks)."""
@@ -209,7 +218,7 @@ class RunningServer:
 
     @property
     def target(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     def stop(self, grace: float = 1.0) -> None:
         self.server.stop(grace)
@@ -256,7 +265,7 @@ def serve(settings: ServerSettings) -> None:
         "on" if settings.token else "off",
         "on" if settings.tls_cert else "off",
     )
-    print(f"tunewire server listening on {settings.host}:{port}", flush=True)
+    print(f"tunewire server listening on {host_port(settings.host, port)}", flush=True)
     done = threading.Event()
 
     def stop(signum: int, _frame: Any) -> None:

@@ -45,23 +45,35 @@ def grid_values(spec: ParameterSpec, resolution: int) -> list[ParamValue]:
 
 
 def iterate_grid(space: SearchSpace, resolution: int) -> Iterator[Params]:
-    """All grid configurations, parents varying slowest."""
-    values = {p.name: grid_values(p, resolution) for p in space.parameters}
-
-    def expand(index: int, params: Params) -> Iterator[Params]:
-        if index == len(space.parameters):
+    """All grid configurations, parents varying slowest: a depth-first walk over the
+    parameters in order (a loop, not recursion, so that a study's parameter count is not
+    bounded by Python's recursion limit), where an inactive parameter takes no value."""
+    specs = space.parameters
+    values = {p.name: grid_values(p, resolution) for p in specs}
+    # Per parameter, what is left to try where the walk is: (value,) or () when inactive.
+    choices: list[Iterator[tuple[ParamValue, ...]] | None] = [None] * len(specs)
+    params: Params = {}
+    index = 0
+    while index >= 0:
+        if index == len(specs):
             yield dict(params)
-            return
-        spec = space.parameters[index]
-        if not space.is_active(spec, params):
-            yield from expand(index + 1, params)
-            return
-        for v in values[spec.name]:
-            params[spec.name] = v
-            yield from expand(index + 1, params)
-        del params[spec.name]
-
-    yield from expand(0, {})
+            index -= 1
+            continue
+        spec = specs[index]
+        left = choices[index]
+        if left is None:  # entered from the parameter before it
+            active = space.is_active(spec, params)
+            left = iter([(v,) for v in values[spec.name]] if active else [()])
+            choices[index] = left
+        choice = next(left, None)
+        if choice is None:
+            choices[index] = None
+            params.pop(spec.name, None)
+            index -= 1
+            continue
+        if choice:
+            params[spec.name] = choice[0]
+        index += 1
 
 
 def _key(params: Params) -> tuple[tuple[str, ParamValue], ...]:

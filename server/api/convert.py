@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tunewire.server.domain.errors import InvalidArgument
-from tunewire.server.domain.limits import shown
+from tunewire.server.domain.limits import MAX_STATE_FILTER, shown
 from tunewire.server.domain.space import (
     Condition,
     ParameterKind,
@@ -163,6 +163,9 @@ def _policy_from_pb(policy: pb.EarlyStoppingPolicy) -> EarlyStoppingPolicy:
         return EarlyStoppingPolicy()
     message = getattr(policy, rule)
     settings = {f.name: value for f, value in message.ListFields()}
+    if rule == "threshold":
+        # A bound has no "default": 0 on the wire (which proto3 does not send) is 0.
+        settings.setdefault("bound", message.bound)
     return EarlyStoppingPolicy(rule, settings, policy.max_step)
 
 
@@ -329,13 +332,18 @@ def trial_to_pb(t: Trial) -> pb.Trial:
     return out
 
 
-def trial_states_from_pb(states: Iterable[int]) -> list[TrialState]:
-    """A ListTrials filter."""
+def trial_states_from_pb(states: Sequence[int]) -> list[TrialState]:
+    """A ListTrials filter: each state once, in the order first given."""
+    if len(states) > MAX_STATE_FILTER:
+        raise InvalidArgument(
+            f"states has {len(states):,} entries; at most {MAX_STATE_FILTER} (there are "
+            f"{len(TRIAL_STATES)} states)"
+        )
     by_number = {int(k): v for k, v in TRIAL_STATES.items()}
     out = []
-    for s in states:
+    for s in dict.fromkeys(states):
         if s not in by_number:
-            raise InvalidArgument(f"unknown trial state {s} in the filter")
+            raise InvalidArgument(f"unknown trial state {shown(s)} in the filter")
         out.append(by_number[s])
     return out
 

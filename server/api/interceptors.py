@@ -1,5 +1,6 @@
-"""Server interceptors: bearer-token auth on every call but health and reflection, and
-Prometheus counts and latencies of every RPC."""
+"""Server interceptors: bearer-token auth on every call but health and reflection,
+Prometheus counts and latencies of every RPC, and INVALID_ARGUMENT for undecodable
+requests to health and reflection (the API's own RPCs decode leniently themselves)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 # Calls that never need a token: load balancers and orchestrators probe these.
@@ -114,3 +116,79 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
+    """Health and reflection with a request that is not a valid message: INVALID_ARGUMENT
+    and a short message, where gRPC would answer UNKNOWN with the decoder's internals."""
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(OPEN_PREFIXES):
+            return handler
+        decode = handler.request_deserializer
+        if decode is None:
+            return handler
+        owner = getattr(decode, "__self__", None)
+        kind = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+        message = f"the request is not a valid {kind} message"
+
+        def parse(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except DecodeError:
+                return _UNDECODABLE
+
+        async def refuse(context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+        async def answer(result: Any, context: grpc.aio.ServicerContext) -> Any:
+            if inspect.isasyncgen(result):  # a streamed answer: written here
+                async for item in result:
+                    await context.write(item)
+                return None
+            return await result if inspect.isawaitable(result) else result
+
+        if handler.request_streaming:
+            inner = handler.stream_stream or handler.stream_unary
+
+            async def streamed(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                async def checked() -> Any:
+                    async for request in requests:
+                        if request is _UNDECODABLE:
+                            await refuse(context)
+                        yield request
+
+                return await answer(inner(checked(), context), context)
+
+            make = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.response_streaming
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return make(
+                streamed,
+                request_deserializer=parse,
+                response_serializer=handler.response_serializer,
+            )
+        inner = handler.unary_stream or handler.unary_unary
+
+        async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request is _UNDECODABLE:
+                await refuse(context)
+            return await answer(inner(request, context), context)
+
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.response_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return make(
+            single, request_deserializer=parse, response_serializer=handler.response_serializer
+        )
+
+
+# What `DecodeGuardInterceptor`'s deserializer hands on for bytes that do not decode.
+_UNDECODABLE = object()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from tunewire.server.api import convert, tokens
 from tunewire.server.domain.errors import (
@@ -20,7 +20,7 @@ from tunewire.server.domain.errors import (
     StorageUnavailable,
     TunewireError,
 )
-from tunewire.server.domain.limits import check_page_size
+from tunewire.server.domain.limits import MAX_PAGE_BYTES, MAX_SPEC_BYTES, check_page_size
 from tunewire.server.domain.study import StudyState
 from tunewire.server.service.tuning import TuningService
 from tunewire.v1 import tuning_service_pb2 as api
@@ -101,6 +101,17 @@ def rpc(
     return handler
 
 
+def within_page_bytes(messages: Sequence[Message]) -> int:
+    """How many of a page's first `messages` fit in MAX_PAGE_BYTES (at least one): the
+    rest go to the next page, so that an answer stays within a client's receive limit."""
+    total = 0
+    for count, message in enumerate(messages):
+        total += message.ByteSize() + 8  # the field's tag and length
+        if count and total > MAX_PAGE_BYTES:
+            return count
+    return len(messages)
+
+
 class TuningServicer(api_grpc.TuningServiceServicer):
     """One method per RPC."""
 
@@ -109,6 +120,12 @@ class TuningServicer(api_grpc.TuningServiceServicer):
 
     @rpc
     async def CreateStudy(self, request: api.CreateStudyRequest) -> api.CreateStudyResponse:
+        size = request.spec.ByteSize()
+        if size > MAX_SPEC_BYTES:
+            raise InvalidArgument(
+                f"the spec is {size:,} bytes; at most {MAX_SPEC_BYTES:,} (fewer or shorter "
+                "categorical values, or fewer parameters)"
+            )
         spec = convert.spec_from_pb(request.spec)
         convert.check_round_trip(spec)
         study, created = await self.service.create_study(request.name, spec)
@@ -124,9 +141,12 @@ class TuningServicer(api_grpc.TuningServiceServicer):
         size = check_page_size(request.page_size)
         after = tokens.from_page_token(request.page_token)
         studies, last = await self.service.list_studies(size, after)
+        messages = [convert.study_to_pb(s) for s in studies]
+        kept = within_page_bytes(messages)
+        if kept < len(messages):
+            last = studies[kept - 1].name
         return api.ListStudiesResponse(
-            studies=[convert.study_to_pb(s) for s in studies],
-            next_page_token=tokens.page_token(last),
+            studies=messages[:kept], next_page_token=tokens.page_token(last)
         )
 
     @rpc
@@ -231,8 +251,12 @@ class TuningServicer(api_grpc.TuningServiceServicer):
             after,
             with_measurements=not request.omit_measurements,
         )
+        messages = [convert.trial_to_pb(t) for t in trials]
+        kept = within_page_bytes(messages)
+        if kept < len(messages):
+            last = trials[kept - 1].id
         return api.ListTrialsResponse(
-            trials=[convert.trial_to_pb(t) for t in trials],
+            trials=messages[:kept],
             next_page_token=tokens.page_token(None if last is None else str(last)),
         )
 

@@ -43,6 +43,12 @@ MAX_TRIAL_ID = 2**31 - 1
 MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_METRICS_PER_REPORT = 256
+# A study's spec on the wire, and a listing page: a page holds whole items up to this
+# size (at least one), which stays under gRPC's default 4 MiB for a client's answers.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_PAGE_BYTES = 3 * 1024 * 1024
+# Entries of ListTrials' state filter (there are 7 states; repeats are ignored).
+MAX_STATE_FILTER = 100
 # Reports (rows of values) in one ListStudyChanges answer.
 MAX_CHANGED_REPORTS = 100_000
 # How far a ListStudyChanges cursor reaches back before the time of the read that issued
@@ -125,8 +131,18 @@ def check_magnitude(what: str, value: float) -> float:
     return value
 
 
+# Characters that reorder or break lines where a name is shown: C1 controls, line and
+# paragraph separators, and the bidirectional embeddings, overrides and isolates.
+_INVISIBLE_CONTROLS = frozenset(
+    [*map(chr, range(0x80, 0xA0)), "\u2028", "\u2029"]
+    + [*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))]
+)
+
+
 def has_control_characters(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    """Whether `text` holds a control character (C0, DEL, C1) or one that changes how the
+    text around it reads (line separators, bidirectional controls)."""
+    return any(ord(c) < 32 or ord(c) == 127 or c in _INVISIBLE_CONTROLS for c in text)
 
 
 def check_worker_id(worker_id: str) -> None:

@@ -4,7 +4,7 @@ checks that keep every value exact on the wire and in storage."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -122,12 +122,23 @@ class ParameterSpec:
             return int(round(number))
         if self.kind is ParameterKind.DISCRETE:
             for choice in self.choices:
-                if math.isclose(number, float(choice), rel_tol=1e-9, abs_tol=1e-12):
+                if _same_discrete(number, float(choice)):
                     return choice
             raise InvalidArgument(f"{where}: {shown(value)} is not one of {listed(self.choices)}")
         if not self.low <= number <= self.high:
             raise InvalidArgument(f"{where}: {number!r} is outside [{self.low}, {self.high}]")
         return number
+
+
+# A reported or added value matches a discrete value within these tolerances (a value
+# that went through text or another language's doubles); values of one parameter must
+# be farther apart than that.
+DISCRETE_REL_TOL = 1e-9
+DISCRETE_ABS_TOL = 1e-12
+
+
+def _same_discrete(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=DISCRETE_REL_TOL, abs_tol=DISCRETE_ABS_TOL)
 
 
 def _check_range(where: str, p: ParameterSpec) -> None:
@@ -165,7 +176,8 @@ def check_parameter(p: ParameterSpec) -> ParameterSpec:
     where = f"parameter {p.name!r}"
     if p.kind in (ParameterKind.FLOAT, ParameterKind.INTEGER):
         _check_range(where, p)
-        return p
+        # -0.0 is 0.0: the same range must make the same spec.
+        return replace(p, low=p.low + 0.0, high=p.high + 0.0)
     if not p.choices:
         raise InvalidArgument(f"{where}: give at least one value")
     if len(p.choices) > MAX_CHOICES:
@@ -191,6 +203,14 @@ def check_parameter(p: ParameterSpec) -> ParameterSpec:
         if not math.isfinite(v) or abs(v) > MAX_MAGNITUDE:
             raise InvalidArgument(
                 f"{where}: discrete values must be finite numbers within ±{MAX_MAGNITUDE:g}"
+            )
+    ordered = sorted(numbers)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if _same_discrete(a, b):
+            raise InvalidArgument(
+                f"{where}: values {a!r} and {b!r} are too close to tell apart (a value "
+                f"matches within a relative {DISCRETE_REL_TOL:g} or an absolute "
+                f"{DISCRETE_ABS_TOL:g})"
             )
     # Whole numbers within the exact range come back as ints, as a user who writes
     # [16, 32, 64] means them (a batch size).

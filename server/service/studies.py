@@ -127,8 +127,8 @@ class StudyService:
             store.lock_study(study)
             if state is StudyState.ACTIVE and study.state is StudyState.COMPLETED:
                 raise StudyFinished(
-                    f"study {name!r} is completed (its trial budget is used); create a new "
-                    "study or add trials by hand"
+                    f"study {name!r} is completed (its trial budget is used) and takes no "
+                    "more trials; create a new study"
                 )
             if study.state is not state and study.state is not StudyState.COMPLETED:
                 store.set_study_state(study, state)
@@ -169,4 +169,4 @@ def spec_differences(stored: StudySpec, asked: StudySpec) -> str:
             parts.append(f"{key} {listed(names, 5)}")
         else:
             parts.append(f"{key}: {shown(a.get(key), 40)} stored, {shown(b.get(key), 40)} asked")
-    return "; ".join(parts) or "the same settings in another order"
+    return "; ".join(parts) or "settings equal in value but written differently"

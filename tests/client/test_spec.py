@@ -26,6 +26,11 @@ BASE = {
         ({"early_stopping": {"rule": "median", "use_step_values": 1}}, "true or false"),
         ({"metrics": [{"name": "l", "gaol": "min"}]}, "(did you mean 'goal'?)"),
         ({"seed": 2**70}, "study spec"),
+        ({"metrics": [{"name": None, "goal": "min"}]}, "needs a name"),
+        ({"metrics": [{"name": "l"}]}, "goal must be minimize or maximize, got None"),
+        ({"metrics": [{"name": "l", "goal": "maxwell"}]}, "got 'maxwell'"),
+        ({"metrics": [{"name": "l", "goal": "minimum_ish"}]}, "got 'minimum_ish'"),
+        ({"early_stopping": {"rule": "threshold"}}, "give its bound"),
     ],
 )
 def test_a_spec_dict_is_checked_key_by_key(change: dict, needle: str) -> None:
@@ -40,6 +45,7 @@ def test_a_spec_dict_is_checked_key_by_key(change: dict, needle: str) -> None:
         ({"name": "lr", "type": "float", "min": 0, "max": 1, "sclae": "log"}, "'scale'?"),
         ({"name": "n", "type": "int", "min": 1.5, "max": 4}, "min must be a whole number"),
         ({"name": "n", "type": "int", "max": 4}, "'min' is required"),
+        ({"name": None, "type": "int", "min": 1, "max": 4}, "needs a name"),
         ({"name": "c", "type": "categorical", "values": "abc"}, "values must be a list"),
         ({"name": "c", "type": "categorical", "values": [1, 2]}, "must be strings"),
         ({"name": "d", "type": "discrete", "values": ["a"]}, "must be a number"),

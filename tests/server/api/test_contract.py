@@ -5,12 +5,14 @@ bounded message, and a rejected call leaves the database exactly as it was."""
 from __future__ import annotations
 
 import copy
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from tests.conftest import SIMPLE_SPEC
 from tunewire.client.spec import spec_from_dict
@@ -187,6 +189,30 @@ def test_spaces_that_can_never_work_or_mean_something_else_are_refused(
     s = spec()
     s.parameters[3].condition.values.add(string_value="one")  # the parent is an int
     rejected(db, create(stub, s), INVALID, "parameter 'layers' is numeric")
+    # Discrete values a reported value could not be told apart by.
+    for values in ([5e-324, 1e-323], [0.1, 0.1 + 1e-13], [2.0**53, 2.0**53 + 2]):
+        close = [{"name": "d", "type": "discrete", "values": values}]
+        rejected(db, create(stub, spec(parameters=close)), INVALID, "too close to tell apart")
+
+
+def test_a_threshold_bound_of_zero_is_zero(stub: api_grpc.TuningServiceStub) -> None:
+    s = spec(early_stopping={"rule": "threshold", "bound": 0.0, "after_step": 1})
+    assert s.early_stopping.threshold.bound == 0.0  # proto3 sends no zero
+    stub.CreateStudy(api.CreateStudyRequest(name="t", spec=s))
+    trial = stub.SuggestTrials(api.SuggestTrialsRequest(study_name="t", worker_id="w")).trials[0]
+
+    def report(step: int, loss: float) -> bool:
+        return stub.ReportMeasurement(
+            api.ReportMeasurementRequest(
+                study_name="t",
+                trial_id=trial.id,
+                worker_id="w",
+                measurement=pb.Measurement(step=step, metrics={"loss": loss}),
+            )
+        ).should_stop
+
+    assert not report(1, -0.5)
+    assert report(2, 0.25)  # worse than a bound of 0 when minimising
 
 
 def test_reports_with_impossible_numbers_are_refused(
@@ -242,6 +268,61 @@ def test_a_completed_study_takes_no_added_trials(
     )
 
 
+def wide_categorical(values: int) -> list[dict[str, object]]:
+    """One categorical parameter whose values are 256 characters each."""
+    choices = [f"{i:06d}" + "v" * 250 for i in range(values)]
+    return [{"name": "c", "type": "categorical", "values": choices}]
+
+
+def test_answers_stay_within_a_default_client_limit(
+    stub: api_grpc.TuningServiceStub, served: tuple[RunningServer, Path]
+) -> None:
+    db = served[1]
+    rejected(
+        db,
+        create(stub, spec(parameters=wide_categorical(5000))),
+        INVALID,
+        "at most 1,048,576",
+    )
+    # Four specs of 0.9 MB: a page of all of them would pass gRPC's default 4 MiB.
+    for i in range(4):
+        stub.CreateStudy(
+            api.CreateStudyRequest(name=f"big{i}", spec=spec(parameters=wide_categorical(3500)))
+        )
+    names, token, pages = [], "", 0
+    while True:
+        page = stub.ListStudies(api.ListStudiesRequest(page_token=token))
+        assert page.ByteSize() < 4 * 1024 * 1024
+        names += [s.name for s in page.studies]
+        pages, token = pages + 1, page.next_page_token
+        if not token:
+            break
+    assert names == [f"big{i}" for i in range(4)] and pages == 2
+
+
+def test_a_trial_state_filter_is_bounded_and_repeats_count_once(
+    stub: api_grpc.TuningServiceStub, served: tuple[RunningServer, Path]
+) -> None:
+    stub.CreateStudy(api.CreateStudyRequest(name="s", spec=spec()))
+    stub.SuggestTrials(api.SuggestTrialsRequest(study_name="s", worker_id="w"))
+    active = [pb.TRIAL_STATE_ACTIVE] * 100
+    listed = stub.ListTrials(api.ListTrialsRequest(study_name="s", states=active))
+    assert [t.state for t in listed.trials] == [pb.TRIAL_STATE_ACTIVE]
+    request = api.ListTrialsRequest(study_name="s", states=active * 1000)
+    rejected(served[1], lambda: stub.ListTrials(request), INVALID, "at most 100")
+
+
+def test_a_grid_over_the_most_parameters_a_study_may_have_is_walked(
+    stub: api_grpc.TuningServiceStub,
+) -> None:
+    single = [{"name": f"p{i}", "type": "categorical", "values": ["a"]} for i in range(1000)]
+    stub.CreateStudy(
+        api.CreateStudyRequest(name="g", spec=spec(algorithm="grid", parameters=single))
+    )
+    trial = stub.SuggestTrials(api.SuggestTrialsRequest(study_name="g", worker_id="w")).trials[0]
+    assert len(trial.parameters) == 1000
+
+
 @pytest.mark.parametrize("method", ["CreateStudy", "ReportMeasurement", "ListTrials"])
 def test_bytes_that_are_not_a_message_get_invalid_argument_without_internals(
     served: tuple[RunningServer, Path], method: str
@@ -255,6 +336,45 @@ def test_bytes_that_are_not_a_message_get_invalid_argument_without_internals(
         details = err.value.details() or ""
         assert f"not a valid tunewire.v1.{method}Request message" in details
         assert "DecodeError" not in details and "Unexpected" not in details
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ],
+)
+def test_health_and_reflection_refuse_bytes_that_are_not_a_message_without_internals(
+    served: tuple[RunningServer, Path], method: str
+) -> None:
+    garbage = b"\xff\xff\xff\xff\x0f garbage"
+    channel = grpc.insecure_channel(served[0].target)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            if method.endswith("/Check"):
+                channel.unary_unary(method)(garbage, timeout=10)
+            elif method.endswith("/Watch"):
+                list(channel.unary_stream(method)(garbage, timeout=10))
+            else:
+                list(channel.stream_stream(method)(iter([garbage]), timeout=10))
+        assert err.value.code() == INVALID
+        details = err.value.details() or ""
+        assert details.startswith("the request is not a valid grpc."), details
+        assert "DecodeError" not in details and "Unexpected" not in details
+        # The same services still answer well-formed requests.
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        assert check(health_pb2.HealthCheckRequest(), timeout=10).status == (
+            health_pb2.HealthCheckResponse.SERVING
+        )
     finally:
         channel.close()
 
@@ -294,4 +414,36 @@ def test_exactly_one_authorization_header(tmp_path: Path) -> None:
             assert needle in (err.value.details() or "")
     finally:
         channel.close()
+        server.stop(0)
+
+
+def test_worker_ids_with_characters_that_reorder_text_are_refused(
+    stub: api_grpc.TuningServiceStub, served: tuple[RunningServer, Path]
+) -> None:
+    stub.CreateStudy(api.CreateStudyRequest(name="s", spec=spec()))
+    for worker in ("gpu\u202e1", "gpu\u20281", "gpu\x851"):
+        request = api.SuggestTrialsRequest(study_name="s", worker_id=worker)
+        rejected(served[1], functools.partial(stub.SuggestTrials, request), INVALID, "worker_id")
+
+
+def test_a_range_from_minus_zero_is_the_range_from_zero(
+    stub: api_grpc.TuningServiceStub,
+) -> None:
+    s = spec()
+    s.parameters[0].float_range.min_value = 0.0
+    first = stub.CreateStudy(api.CreateStudyRequest(name="z", spec=s))
+    s.parameters[0].float_range.min_value = -0.0
+    again = stub.CreateStudy(api.CreateStudyRequest(name="z", spec=s))
+    assert first.created and not again.created
+
+
+def test_a_server_listens_on_an_ipv6_loopback_address(tmp_path: Path) -> None:
+    server = run_in_background(f"sqlite:///{tmp_path / 'v6.db'}", host="::1")
+    try:
+        assert server.target.startswith("[::1]:")
+        channel = grpc.insecure_channel(server.target)
+        stub = api_grpc.TuningServiceStub(channel)
+        assert not stub.ListStudies(api.ListStudiesRequest(), timeout=10).studies
+        channel.close()
+    finally:
         server.stop(0)
