@@ -49,9 +49,47 @@ class DocumentedReflection(ReflectionServicer):
 
     def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
         try:
-            return self._answer(self._pool.FindFileContainingSymbol(fully_qualified_name), request)
+            return self._answer(self._file_of(fully_qualified_name), request)
         except KeyError:
             return super()._file_containing_symbol(request, fully_qualified_name)
+
+    def _file_of(self, name: str) -> Any:
+        """The file defining `name`: a top-level symbol or a member of one.
+
+        The pool finds services, messages (nested ones too), enums, fields and enum values
+        by their protobuf names, but not methods (``tunewire.v1.TuningService.AddTrial``,
+        which `grpcurl describe` asks for); an enum value is also looked up under its enum
+        (``tunewire.v1.Goal.GOAL_MAXIMIZE``), as people write it.
+
+        Raises:
+            KeyError: no such symbol, and `name` is no member of its enclosing symbol.
+        """
+        try:
+            return self._pool.FindFileContainingSymbol(name)
+        except KeyError:
+            parent, _, member = name.rpartition(".")
+            if parent and member in self._members(parent):
+                return self._pool.FindFileContainingSymbol(parent)
+            raise
+
+    def _members(self, name: str) -> set[str]:
+        """The names of the members of the service, message or enum `name` (none when it is
+        none of those)."""
+        lookups = (
+            (self._pool.FindServiceByName, ("methods_by_name",)),
+            (
+                self._pool.FindMessageTypeByName,
+                ("fields_by_name", "nested_types_by_name", "enum_types_by_name", "oneofs_by_name"),
+            ),
+            (self._pool.FindEnumTypeByName, ("values_by_name",)),
+        )
+        for find, kinds in lookups:
+            try:
+                descriptor = find(name)
+            except KeyError:
+                continue  # not a symbol of this kind
+            return {member for kind in kinds for member in getattr(descriptor, kind)}
+        return set()
 
     def _answer(self, descriptor: Any, request: Any) -> Any:
         """The file and its transitive dependencies, each documented where possible."""

@@ -94,10 +94,44 @@ def test_the_api_is_described_with_its_documentation(server: RunningServer, prot
     assert health.file_descriptor_response.file_descriptor_proto
 
 
-def test_an_unknown_symbol_is_not_found(server: RunningServer) -> None:
+def first_file(answer: reflection_pb2.ServerReflectionResponse) -> str:
+    """The name of the file an answer is about (its dependencies follow it)."""
+    raw = answer.file_descriptor_response.file_descriptor_proto[0]
+    return descriptor_pb2.FileDescriptorProto.FromString(raw).name
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    ("symbol", "file"),
+    [
+        # `grpcurl describe tunewire.v1.TuningService.AddTrial` asks for the method.
+        ("tunewire.v1.TuningService.AddTrial", "tunewire/v1/tuning_service.proto"),
+        ("tunewire.v1.AddTrialRequest.request_id", "tunewire/v1/tuning_service.proto"),
+        ("tunewire.v1.GOAL_MAXIMIZE", "tunewire/v1/study.proto"),
+        ("tunewire.v1.Goal.GOAL_MAXIMIZE", "tunewire/v1/study.proto"),
+        ("tunewire.v1.Trial.ParametersEntry", "tunewire/v1/study.proto"),
+        ("tunewire.v1.ParameterSpec.domain", "tunewire/v1/study.proto"),
+    ],
+)
+def test_members_are_found_in_the_file_of_their_enclosing_symbol(
+    server: RunningServer, protocol: str, symbol: str, file: str
+) -> None:
     (answer,) = ask(
-        server,
-        PROTOCOLS[0],
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Thing"),
+        server, protocol, reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    )
+    assert not answer.HasField("error_response"), answer.error_response.error_message
+    assert first_file(answer) == file
+    if symbol.endswith(".AddTrial"):
+        assert "warm start" in comments(answer)["AddTrial"], "described with its documentation"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "symbol",
+    ["no.such.Thing", "tunewire.v1", "tunewire.v1.TuningService.NoSuchCall", "tunewire.v1.No.x"],
+)
+def test_an_unknown_symbol_is_not_found(server: RunningServer, protocol: str, symbol: str) -> None:
+    (answer,) = ask(
+        server, protocol, reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
     )
     assert answer.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
