@@ -143,10 +143,12 @@ def held(trial: Trial, worker_id: str, action: str, now: float) -> Trial:
             )
         return trial
     if trial.state is TrialState.LOST:
+        # How long ago the lease ended (the trial is marked lost later, when next read).
+        ended = trial.lease_expires or trial.end_time
         raise LeaseExpired(
-            f"trial {trial.id} was lost: {trial.reason}, {ago(now - trial.end_time)} ago it "
-            f"was marked lost; cannot {action} it. Report or heartbeat more often than the "
-            "study's lease_timeout_seconds (the Python client's trial.heartbeat() does)"
+            f"trial {trial.id} was lost: {trial.reason} ({ago(now - ended)} ago); cannot "
+            f"{action} it. Report or heartbeat more often than the study's "
+            "lease_timeout_seconds (the Python client's trial.heartbeat() does)"
         )
     if trial.state is TrialState.REQUESTED:
         raise TrialNotStarted(
