@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (CI runs exactly this): installs dev tools, checks the API contract
-# and lint, then runs the whole test suite, slow end-to-end tests included.
+# The test command (CI's .ci/run runs it, then buf breaking, the Go and Node.js clients and
+# the container test): installs dev tools, checks the API contract and lint, then runs the
+# whole test suite, slow end-to-end tests included.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` for a quick run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
