@@ -289,9 +289,14 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        # PyYAML's first line is often only the context ("while parsing a flow node"); its
+        # mark says where the problem is (0-based). JSON's first line has line and column.
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+        why = str(exc).splitlines()[0]
+        if mark is not None and problem:
+            why = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
         raise SpecError(
-            f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: "
-            f"{str(exc).splitlines()[0]}"
+            f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {why}"
         ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")

@@ -5,12 +5,9 @@ study has no more trials."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tunewire.client import SpecError, TunewireClientError, TuningClient
+from tunewire.client import SpecError, TunewireClientError, TuningClient, load_spec_file
 from tunewire.trainer.errors import TaskLoadError
 from tunewire.trainer.reporter import TrainFunction
 from tunewire.trainer.tasks import BuiltinTask
@@ -20,14 +17,14 @@ log = logging.getLogger("tunewire.trainer")
 
 
 def load_spec(path: str) -> dict[str, Any]:
-    """Reads a YAML (or JSON, a subset of YAML) study spec file."""
+    """Reads a YAML or JSON study spec file, as the client commands do."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_spec_file(path)
     except OSError as exc:
         raise TaskLoadError(f"--space {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise TaskLoadError(f"--space {path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or "parameters" not in raw:
+    except SpecError as exc:
+        raise TaskLoadError(f"--space {exc}") from None
+    if "parameters" not in raw:
         raise TaskLoadError(f"--space {path}: expected a mapping with 'parameters' and 'metrics'")
     return raw
 

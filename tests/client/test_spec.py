@@ -61,10 +61,16 @@ def test_parameters_are_checked_key_by_key(parameter: dict, needle: str) -> None
     assert needle in str(err.value)
 
 
-def test_a_spec_file_that_is_not_yaml_says_so(tmp_path: Path) -> None:
+def test_a_spec_file_that_is_not_yaml_says_where_and_why(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text("parameters: [\n  - {name: x\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
+    with pytest.raises(SpecError) as err:
+        load_spec_file(path)
+    assert str(err.value) == (
+        f"{path}: not valid YAML: line 2, column 3: expected the node content, but found '-'"
+    )
+    path.write_text("metrics:\n  - {name: loss, goal: minimize}\n  goal: maximize\n")
+    with pytest.raises(SpecError, match="not valid YAML: line 3, column 3: "):
         load_spec_file(path)
 
 

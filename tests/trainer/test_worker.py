@@ -292,6 +292,13 @@ def test_a_space_file_the_client_refuses_is_a_one_line_configuration_error(
     summary = run_worker(worker)
     assert summary.exit_code == EXIT_CONFIG
     assert summary.message.startswith(f"--space {space}: ") and "'algoritm'" in summary.message
+    space.write_text("parameters: [\n  - {name: x\n")
+    summary = run_worker(worker)
+    assert summary.exit_code == EXIT_CONFIG
+    assert summary.message == (
+        f"--space {space}: not valid YAML: line 2, column 3: expected the node content, "
+        "but found '-'"
+    )
 
 
 def test_the_worker_creates_the_study_from_the_task_default(
