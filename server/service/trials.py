@@ -288,9 +288,18 @@ class TrialService:
                 earlier = store.trials(study, request_id=request_id)
                 if earlier:
                     if not lifecycle.same_request(earlier[0], valid, final):
+                        before = dict(earlier[0].parameters)
+                        changed = sorted(
+                            k for k in before.keys() | valid.keys() if before.get(k) != valid.get(k)
+                        )
+                        differs = (
+                            f"other values of {', '.join(changed)}"
+                            if changed
+                            else "the same parameters but another result"
+                        )
                         raise RequestIdReused(
                             f"request_id {shown(request_id)} already added trial "
-                            f"{earlier[0].id} with other parameters or result; use a new id"
+                            f"{earlier[0].id} with {differs}; use a new id"
                         )
                     return earlier[0]
             return store.add_trials(study, [new])[0]

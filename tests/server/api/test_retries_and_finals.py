@@ -34,9 +34,16 @@ def create(stub: api_grpc.TuningServiceStub, name: str = "s", **changes: object)
     stub.CreateStudy(api.CreateStudyRequest(name=name, spec=spec_from_dict(raw)))
 
 
-def add(stub: api_grpc.TuningServiceStub, request_id: str, **params: object) -> pb.Trial:
+def add(
+    stub: api_grpc.TuningServiceStub,
+    request_id: str,
+    final: pb.Measurement | None = None,
+    **params: object,
+) -> pb.Trial:
     values = {k: value_to_pb(v) for k, v in {**PARAMS, **params}.items()}
-    request = api.AddTrialRequest(study_name="s", parameters=values, request_id=request_id)
+    request = api.AddTrialRequest(
+        study_name="s", parameters=values, request_id=request_id, final_measurement=final
+    )
     return stub.AddTrial(request).trial
 
 
@@ -51,9 +58,17 @@ def test_add_trial_with_a_request_id_is_safe_to_retry(stub: api_grpc.TuningServi
     assert again.id == first.id and count(stub) == 1
     assert add(stub, "warm-start-2").id != first.id and count(stub) == 2
     with pytest.raises(grpc.RpcError) as err:
-        add(stub, "warm-start-1", x=2.0)
+        add(stub, "warm-start-1", x=2.0, lr=0.02)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert f"already added trial {first.id}" in (err.value.details() or "")
+    assert f"already added trial {first.id} with other values of lr, x; use a new id" in (
+        err.value.details() or ""
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        add(stub, "warm-start-1", pb.Measurement(metrics={"loss": 0.5}))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"trial {first.id} with the same parameters but another result" in (
+        err.value.details() or ""
+    )
     # Without a request id every call adds a trial.
     add(stub, "")
     add(stub, "")
