@@ -22,18 +22,16 @@ from types import FrameType
 
 from tunewire.client.cli import add_tls_flags, uses_tls
 from tunewire.trainer.devices import DeviceError, parse_devices
-from tunewire.trainer.tasks import BUILTIN_TASKS, DEFAULT_TASK
-from tunewire.trainer.worker import (
+from tunewire.trainer.summary import (
     EXIT_CONFIG,
     EXIT_FAILURES,
     KEY_METRICS,
-    WorkerSettings,
     WorkerSummary,
     format_metrics,
     format_params,
-    run_worker,
-    worker_settings_for,
 )
+from tunewire.trainer.tasks import BUILTIN_TASKS, DEFAULT_TASK
+from tunewire.trainer.worker import WorkerSettings, run_worker, worker_settings_for
 
 log = logging.getLogger("tunewire.trainer")
 

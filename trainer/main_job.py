@@ -15,8 +15,9 @@ from pathlib import Path
 
 from tunewire.client import TuningClient
 from tunewire.trainer.cli import configure_logging, run_processes
+from tunewire.trainer.summary import format_params
 from tunewire.trainer.tasks import BUILTIN_TASKS
-from tunewire.trainer.worker import WorkerSettings, format_params
+from tunewire.trainer.worker import WorkerSettings
 
 TASK = "digits-mlp"
 

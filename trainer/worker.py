@@ -15,9 +15,7 @@ import socket
 import threading
 import time
 import traceback
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -42,6 +40,16 @@ from tunewire.trainer.progress import make_progress
 from tunewire.trainer.reporter import Metrics, Reporter, TrainFunction
 from tunewire.trainer.signals import SignalGuard
 from tunewire.trainer.study_setup import ensure_study, why_study_ended
+from tunewire.trainer.summary import (
+    EXIT_CONFIG,
+    EXIT_FAILURES,
+    EXIT_UNREACHABLE,
+    KEY_METRICS,
+    TrialOutcome,
+    WorkerSummary,
+    format_metrics,
+    format_params,
+)
 from tunewire.trainer.tasks import DEFAULT_TASK, load_task
 from tunewire.v1.study_pb2 import GOAL_MAXIMIZE
 
@@ -57,11 +65,6 @@ MAX_SERVER_ERRORS = 5
 HINT_AFTER_S = 1.0
 # A user task that raises on this many trials in a row is broken, not unlucky.
 MAX_CONSECUTIVE_FAILURES = 3
-
-EXIT_OK = 0
-EXIT_FAILURES = 1
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
 
 
 @dataclass(frozen=True)
@@ -102,61 +105,6 @@ class WorkerSettings:
     rpc_timeout_s: float = 30.0
 
 
-@dataclass
-class TrialOutcome:
-    """How one trial ended on this worker."""
-
-    trial_id: int
-    state: str  # completed, stopped_early, infeasible, failed, released, lost
-    params: dict[str, Any]
-    metrics: Metrics | None = None
-    reason: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class WorkerSummary:
-    """What a worker did; printed at the end and sent from worker processes to the CLI."""
-
-    worker_id: str
-    device: str
-    objective: str = "val_loss"
-    maximize: bool = False
-    outcomes: list[TrialOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-    exit_code: int = EXIT_OK
-    message: str = ""
-
-    def counts(self) -> Counter[str]:
-        return Counter(o.state for o in self.outcomes)
-
-    def best(self) -> TrialOutcome | None:
-        """The finished trial with the best objective on this worker."""
-        results = [
-            o
-            for o in self.outcomes
-            if o.state in ("completed", "stopped_early")
-            and o.metrics
-            and self.objective in o.metrics
-        ]
-        pick = max if self.maximize else min
-        return pick(results, key=lambda o: o.metrics[self.objective]) if results else None  # type: ignore[index]
-
-
-def format_params(params: Mapping[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
-    )
-
-
-def format_metrics(metrics: Mapping[str, float], names: tuple[str, ...] = ()) -> str:
-    chosen = [n for n in dict.fromkeys(names) if n in metrics] or list(metrics)
-    return ", ".join(f"{n} {metrics[n]:.4g}" for n in chosen)
-
-
-KEY_METRICS = ("val_loss", "test_accuracy", "test_rmse", "epochs_trained", "train_seconds")
-
-
 def default_worker_id(device: torch.device, index: int = 0) -> str:
     """host:device:pid — unique per process, so two workers on one host never share the
     server's lease on a trial."""
@@ -193,9 +141,10 @@ class Worker:
         self.summary = WorkerSummary(self.worker_id, str(self.device))
         self.maximize = False
 
-    @property
-    def uses_tls(self) -> bool:
-        return self.settings.tls or bool(self.settings.tls_ca)
+    def _hint(self, error: TunewireClientError, waited: float) -> str:
+        """What the client commands would say of `error`: what to check (address, TLS, token)."""
+        tls = self.settings.tls or bool(self.settings.tls_ca)
+        return explain_failure(error, target=self.settings.server, tls=tls, waited=waited)
 
     def _hint_while_retrying(self, error: TunewireClientError, waited: float) -> None:
         """Logs once what the client commands would say about the server it cannot reach
@@ -204,10 +153,8 @@ class Worker:
             if waited < HINT_AFTER_S or self._hinted:
                 return
             self._hinted = True
-        hint = explain_failure(error, target=self.settings.server, tls=self.uses_tls, waited=waited)
-        log.warning(
-            "%s\n  retrying for up to %.0f s (--server-wait)", hint, self.settings.server_wait_s
-        )
+        hint, wait = self._hint(error, waited), self.settings.server_wait_s
+        log.warning("%s\n  retrying for up to %.0f s (--server-wait)", hint, wait)
 
     def run(self) -> WorkerSummary:
         """Runs until the study is done, `max_trials` trials ran, a signal, or a fatal
@@ -230,10 +177,7 @@ class Worker:
                 )
             else:
                 self.summary.exit_code = EXIT_CONFIG
-                hint = explain_failure(
-                    exc, target=self.settings.server, tls=self.uses_tls, waited=0
-                )
-                self.summary.message = f"the server refused: {hint}"
+                self.summary.message = f"the server refused: {self._hint(exc, waited=0)}"
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 
@@ -285,7 +229,6 @@ class Worker:
         failures_in_a_row = 0
         for trial in self.client.worker_loop(settings.study, self.worker_id, max_trials=remaining):
             outcome = self.run_trial(trial, task, objective)
-            self.summary.outcomes.append(outcome)
             failures_in_a_row = failures_in_a_row + 1 if outcome.state == "failed" else 0
             if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
                 self.summary.exit_code = EXIT_FAILURES
@@ -299,24 +242,39 @@ class Worker:
         else:
             self.summary.message = why_study_ended(self.client, settings.study)
 
-    def _abandon(self, trial: Trial, refusal: TunewireClientError) -> None:
+    def _abandon(self, trial: Trial, refusal: TunewireClientError) -> str:
         """Before the worker exits on a refused call (a metric the study does not have, a
         bad token...), fails the trial so that it does not stay active until its lease
-        expires. A server away or in error keeps the trial: a worker asking again gets it."""
+        expires. A server away or in error keeps the trial: a worker asking again gets it.
+
+        Returns:
+            The reason the trial was failed with; empty when the trial was kept.
+        """
         if refusal.code.name in UNREACHABLE_CODES + SERVER_ERROR_CODES:
-            return
+            return ""
+        reason = f"the server refused a call of this trial: {refusal}"[:4000]
         try:
-            trial.fail(f"the server refused a call of this trial: {refusal}"[:4000])
+            trial.fail(reason)
         except TunewireClientError as exc:
             log.warning("could not fail trial %d after the refusal: %s", trial.id, exc)
+            return ""
+        return reason
+
+    def _record(self, outcome: TrialOutcome, started: float) -> TrialOutcome:
+        """Counts a trial this worker finished or handed back in its summary."""
+        outcome.seconds = time.perf_counter() - started
+        self.summary.outcomes.append(outcome)
+        return outcome
 
     def run_trial(self, trial: Trial, task: TrainFunction, objective: str) -> TrialOutcome:
-        """Trains one trial and tells the server how it ended.
+        """Trains one trial, tells the server how it ended, and counts it in the summary
+        (also when it raises, unless the trial stays with the server).
 
         Raises:
             WorkerInterrupted: after handing the trial back.
             TaskParameterError: after failing the trial (the worker must stop).
-            TunewireClientError: the server is unreachable or refused a call.
+            TunewireClientError: the server is unreachable or refused a call (the trial
+                is then failed, unless the server was away or in error).
         """
         started = time.perf_counter()
         params = dict(trial.params)
@@ -354,10 +312,14 @@ class Worker:
             self._close(progress)
             log.warning("interrupted: handing trial %d back to the server", trial.id)
             trial.release()
+            outcome.state, outcome.reason = "released", "interrupted"
+            self._record(outcome, started)
             raise
         except TaskParameterError as exc:
             self._close(progress)
-            trial.fail(f"bad task parameters: {exc}")
+            outcome.state, outcome.reason = "failed", f"bad task parameters: {exc}"
+            trial.fail(outcome.reason)
+            self._record(outcome, started)
             raise
         except TrialInfeasible as exc:
             outcome.state, outcome.reason = "infeasible", str(exc)
@@ -373,7 +335,10 @@ class Worker:
         except TunewireClientError as exc:
             self._close(progress)
             if exc.code.name != "FAILED_PRECONDITION":
-                self._abandon(trial, exc)
+                outcome.reason = self._abandon(trial, exc)
+                if outcome.reason:
+                    outcome.state = "failed"
+                    self._record(outcome, started)
                 raise
             # The lease expired and the trial went to another worker (or the study was
             # stopped): this worker's result would be refused, so it moves on.
@@ -389,7 +354,7 @@ class Worker:
             # keeps the task's frames, and so its tensors, alive and the cache cannot be
             # emptied (PyTorch FAQ, "My out of memory exception handler can't allocate memory").
             release_cuda_memory()
-        outcome.seconds = time.perf_counter() - started
+        self._record(outcome, started)
         self._close(progress)
         if outcome.metrics is not None:
             log.info(

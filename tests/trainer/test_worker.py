@@ -12,6 +12,7 @@ import pytest
 
 from tunewire.client import TuningClient
 from tunewire.server.app import RunningServer, run_in_background
+from tunewire.trainer.cli import format_summary
 from tunewire.trainer.cli import main as train_main
 from tunewire.trainer.worker import (
     EXIT_CONFIG,
@@ -248,6 +249,8 @@ def test_a_metric_the_study_does_not_have_fails_the_trial_before_the_worker_exit
     assert "none of the study's metrics ['loss']" in summary.message
     (trial,) = client.list_trials("wrong-metric")
     assert trial.state == "failed" and "the server refused" in trial.reason
+    assert summary.counts() == {"failed": 1}, "the summary counts the trial it failed"
+    assert format_summary([summary]).startswith(f"worker {summary.worker_id} (cpu): 1 failed in ")
 
 
 def test_a_worker_says_why_a_study_has_no_trials(
