@@ -4,7 +4,7 @@ The dict form (also the YAML form):
 
     name: digits                       # optional here; the study name
     metrics: [{name: val_loss, goal: minimize}]
-    algorithm: gp                      # gp | random | sobol | grid
+    algorithm: gp                      # gp | gp_mf | random | sobol | grid
     seed: 0
     max_trials: 30
     max_concurrent_trials: 0           # 0 = unlimited
@@ -12,7 +12,7 @@ The dict form (also the YAML form):
     max_trial_retries: 2
     initial_trials: 0                  # Sobol points before the model (0 = default)
     early_stopping: {rule: median, min_completed_trials: 5, grace_period_steps: 1,
-                     max_step: 19}   # max_step: a full-length trial's last step
+                     max_step: 20}   # the last step of a full-length trial (20 epochs)
     parameters:
       - {name: lr, type: float, min: 1.0e-4, max: 0.1, scale: log}
       - {name: hidden_layers, type: int, min: 0, max: 4}
