@@ -46,7 +46,8 @@ COPY trainer/ /src/trainer/
 COPY dashboard/ /src/dashboard/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
       --no-deps --no-build-isolation --target /opt/tunewire /src \
- && /opt/venv/bin/python -c "import tunewire.server.app, tunewire.trainer.cli"
+ && /opt/venv/bin/python -c "import tunewire.server.app, tunewire.trainer.cli" \
+ && test -s /opt/tunewire/tunewire/dashboard/static/plotly.min.js
 
 # The runtime venv: no pip, setuptools, wheels, test suites or C++ headers.
 FROM server-deps AS server-runtime

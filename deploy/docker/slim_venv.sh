@@ -14,9 +14,6 @@ rm -rf "$site/torch/test" "$site/torch/include" "$site/pandas/tests" \
 import alembic, botorch, gpytorch, grpc, grpc_health, grpc_reflection, mlxtend, numpy
 import pandas, prometheus_client, psycopg, scipy, sklearn, sqlalchemy, torch, yaml
 import botorch.acquisition, botorch.models, botorch.optim
-import starlette, uvicorn, importlib.util, pathlib
-# The dashboard serves plotly.js from the plotly package's own copy.
-plotly = pathlib.Path(importlib.util.find_spec('plotly').origin).parent
-assert (plotly / 'package_data/plotly.min.js').exists(), 'plotly.js missing'
+import starlette, uvicorn
 "
 du -sh "$venv"
