@@ -30,6 +30,16 @@ LOCAL_SEARCH_ROUNDS = 4
 DUPLICATE_TOLERANCE = 3e-4
 
 
+# Candidates x model inputs one call may optimise: a call's work grows with both, and a
+# worker asking for many trials of a wide study gets the first ones and asks again.
+MAX_BATCH_INPUTS = 10_000
+
+
+def batch_limit(columns: int) -> int:
+    """How many candidates one call gives for a model of `columns` inputs (at least 1)."""
+    return max(1, MAX_BATCH_INPUTS // max(1, columns))
+
+
 def optimise_batch(
     factory: Callable[[np.ndarray, int], AcquisitionFunction],
     encoding: ModelEncoding,
@@ -39,9 +49,11 @@ def optimise_batch(
     rng: np.random.Generator,
     seed: int,
 ) -> np.ndarray:
-    """`count` candidates: greedy one at a time (each seeing the previous as pending),
-    then, for several, a joint local refinement of the whole batch under the q-batch
-    acquisition, which can only raise the batch's joint value."""
+    """`count` candidates (at most `batch_limit` of them): greedy one at a time (each
+    seeing the previous as pending), then, for several, a joint local refinement of the
+    whole batch under the q-batch acquisition, which can only raise the batch's joint
+    value."""
+    count = min(count, batch_limit(encoding.dim))
     chosen: list[np.ndarray] = []
     base_pending = np.array(pending).reshape(-1, encoding.dim)
     for j in range(count):

@@ -447,3 +447,25 @@ def test_a_server_listens_on_an_ipv6_loopback_address(tmp_path: Path) -> None:
         channel.close()
     finally:
         server.stop(0)
+
+
+def test_a_wide_gp_study_answers_a_large_ask_in_parts(stub: api_grpc.TuningServiceStub) -> None:
+    # 1,000 model inputs: one call optimises at most 10 candidates (10,000 / 1,000); the
+    # worker asks again for the rest instead of holding a thread for a minute.
+    wide = [{"name": f"x{i}", "type": "float", "min": 0.0, "max": 1.0} for i in range(1000)]
+    stub.CreateStudy(
+        api.CreateStudyRequest(name="w", spec=spec(algorithm="gp", parameters=wide, seed=1))
+    )
+    for k in range(12):
+        values = {
+            f"x{i}": pb.ParameterValue(number_value=((k * 7 + i) % 13) / 13) for i in range(1000)
+        }
+        stub.AddTrial(
+            api.AddTrialRequest(
+                study_name="w",
+                parameters=values,
+                final_measurement=pb.Measurement(metrics={"loss": float(k % 5)}),
+            )
+        )
+    answer = stub.SuggestTrials(api.SuggestTrialsRequest(study_name="w", worker_id="w", count=100))
+    assert len(answer.trials) == 10 and not answer.study_done
