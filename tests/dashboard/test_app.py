@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard.seeding import PROBE
-from tunewire.dashboard.cli import RunningDashboard, run_in_background
+from tunewire.dashboard.cli import RunningDashboard, few_malloc_arenas, run_in_background
 from tunewire.dashboard.follow import MIN_REFRESH_SECONDS
 from tunewire.dashboard.settings import DashboardSettings
 from tunewire.server.app import RunningServer
@@ -132,3 +132,12 @@ def test_a_study_deleted_while_followed_is_missing_and_forgotten(tmp_path: Path)
     finally:
         running.stop()
         server.stop(0)
+
+
+def test_the_dashboard_limits_malloc_arenas_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # glibc (this machine's libc) takes the limit; a MALLOC_ARENA_MAX the user set wins.
+    assert few_malloc_arenas()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not few_malloc_arenas()
