@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
+
+from tunewire.server.api.servicer import Undecodable, lenient
 
 # Calls that never need a token: load balancers and orchestrators probe these.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -128,21 +129,14 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(OPEN_PREFIXES):
             return handler
-        decode = handler.request_deserializer
-        if decode is None:
+        # The generated code's deserializer is the request class's FromString.
+        message_type = getattr(handler.request_deserializer, "__self__", None)
+        if not hasattr(message_type, "DESCRIPTOR"):
             return handler
-        owner = getattr(decode, "__self__", None)
-        kind = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
-        message = f"the request is not a valid {kind} message"
+        parse = lenient(message_type)
 
-        def parse(data: bytes) -> Any:
-            try:
-                return decode(data)
-            except DecodeError:
-                return _UNDECODABLE
-
-        async def refuse(context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+        async def refuse(request: Undecodable, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
 
         async def answer(result: Any, context: grpc.aio.ServicerContext) -> Any:
             if inspect.isasyncgen(result):  # a streamed answer: written here
@@ -157,8 +151,8 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
             async def streamed(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 async def checked() -> Any:
                     async for request in requests:
-                        if request is _UNDECODABLE:
-                            await refuse(context)
+                        if isinstance(request, Undecodable):
+                            await refuse(request, context)
                         yield request
 
                 return await answer(inner(checked(), context), context)
@@ -176,8 +170,8 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_stream or handler.unary_unary
 
         async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if request is _UNDECODABLE:
-                await refuse(context)
+            if isinstance(request, Undecodable):
+                await refuse(request, context)
             return await answer(inner(request, context), context)
 
         make = (
@@ -188,7 +182,3 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
         return make(
             single, request_deserializer=parse, response_serializer=handler.response_serializer
         )
-
-
-# What `DecodeGuardInterceptor`'s deserializer hands on for bytes that do not decode.
-_UNDECODABLE = object()

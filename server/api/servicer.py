@@ -58,6 +58,11 @@ class Undecodable:
         self.kind = kind
         self.error = error
 
+    @property
+    def message(self) -> str:
+        """The INVALID_ARGUMENT message: the expected type, not the decoder's internals."""
+        return f"the request is not a valid {self.kind} message"
+
 
 def lenient(message_type: Any) -> Callable[[bytes], Any]:
     """The request's deserializer, handing a decode failure to the handler (which answers
@@ -83,10 +88,7 @@ def rpc(
         self: TuningServicer, request: Request, context: grpc.aio.ServicerContext
     ) -> Response:
         if isinstance(request, Undecodable):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request is not a valid {request.kind} message",
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         try:
             return await method(self, request)
         except TunewireError as exc:
