@@ -374,10 +374,8 @@ def measure_pages(url: str, target: str) -> list[tuple[str, str, str]]:
             for tab, path in (
                 ("studies list", ""),
                 ("study overview (best so far, learning curves)", "#/study/large"),
-                (
-                    "parameters (importance, slice, parallel coordinates)",
-                    "#/study/large/parameters",
-                ),
+                ("parameters (importance, slice)", "#/study/large/parameters"),
+                ("parallel coordinates (2,000 lines)", "#/study/large/parallel"),
                 ("trial table", "#/study/large/trials"),
                 ("workers", "#/study/large/workers"),
             ):

@@ -64,8 +64,8 @@ async function studiesPage(token) {
 }
 
 // -- a study -----------------------------------------------------------------------------------
-const TABS = [["overview", "Overview"], ["parameters", "Parameters"], ["pareto", "Pareto front"],
-              ["trials", "Trials"], ["workers", "Workers"]];
+const TABS = [["overview", "Overview"], ["parameters", "Parameters"], ["parallel", "Parallel coordinates"],
+              ["pareto", "Pareto front"], ["trials", "Trials"], ["workers", "Workers"]];
 
 function header(study, tab, report) {
   const s = study.summary, c = s.counts, m = study.primary;
@@ -131,13 +131,18 @@ const VIEWS = {
       (imp ? "From " + imp.trials + " trials." : "Needs at least 4 finished trials with different results; computed in the background.");
     const els = [TW.el("div", { class: "grid" },
       card("Parameter importance", note, "importance"),
-      card("Slice", "The objective against one parameter; colour: trial number.", "slice", { controls: pick }),
-      card("Parallel coordinates", "Finished trials across the " + Math.min(10, names.length) + " most important parameters (all of them when 10 or fewer) and the objective" +
-        (study.results().length > TW.MAX_PARALLEL_LINES ? " (the best " + TW.MAX_PARALLEL_LINES / 2 + " and " + TW.MAX_PARALLEL_LINES / 2 + " others, of " + study.results().length + ")" : "") +
-        "; an inactive conditional parameter sits below its axis's range. Drag along an axis to filter.", "parallel", { wide: true, tall: true }))];
+      card("Slice", "The objective against one parameter; colour: trial number.", "slice", { controls: pick }))];
     return [els, () => TW.plotly().then(() => Promise.all([TW.plots.importance(document.getElementById("importance"), app.study),
-      TW.plots.slice(document.getElementById("slice"), app.study, app.selected.param),
-      TW.plots.parallel(document.getElementById("parallel"), app.study)]))];
+      TW.plots.slice(document.getElementById("slice"), app.study, app.selected.param)]))];
+  },
+  // A tab of its own: plotly's parallel coordinates draw on three WebGL canvases, whose
+  // start-up would hold back the importance and slice plots.
+  parallel(study) {
+    const names = study.parameters.map((p) => p.name);
+    const els = [card("Parallel coordinates", "Finished trials across the " + Math.min(10, names.length) + " most important parameters (all of them when 10 or fewer) and the objective" +
+        (study.results().length > TW.MAX_PARALLEL_LINES ? " (the best " + TW.MAX_PARALLEL_LINES / 2 + " and " + TW.MAX_PARALLEL_LINES / 2 + " others, of " + study.results().length + ")" : "") +
+        "; an inactive conditional parameter sits below its axis's range. Drag along an axis to filter.", "parallel", { wide: true, tall: true })];
+    return [els, () => TW.plotly().then(() => TW.plots.parallel(document.getElementById("parallel"), app.study))];
   },
   pareto(study) {
     if (study.metrics.length < 2) return [[TW.el("p", { class: "muted", text: "One metric: no Pareto front." })], () => Promise.resolve()];
