@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -140,20 +143,100 @@ def importance(
     }
 
 
+class ImportanceProcess:
+    """The child process that computes `importance`: scikit-learn and the forest (about
+    180 MB) never stay in the dashboard's memory, and the dashboard's threads keep the CPU
+    the fit does not take.
+
+    The child runs at the lowest CPU priority, so on a machine it shares with a server the
+    server's calls come first. It is started on first use and kept while work keeps
+    coming: importing scikit-learn costs a few times more CPU than a fit, so a study that
+    keeps finishing trials would otherwise pay it every few seconds. It ends after
+    `idle_seconds` without work.
+    """
+
+    def __init__(self, idle_seconds: float = 120.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._running = 0
+        self._timer: threading.Timer | None = None
+        self.started = 0  # children started so far (tests read it)
+
+    def compute(
+        self,
+        parameters: Sequence[Mapping[str, Any]],
+        params: Sequence[Mapping[str, Any]],
+        objective: Sequence[float],
+    ) -> dict[str, Any] | None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_lowest_priority,
+                )
+                self.started += 1
+            pool = self._pool
+            self._running += 1
+        try:
+            found: dict[str, Any] | None = pool.submit(
+                importance, list(parameters), list(params), list(objective)
+            ).result(timeout=600)
+            return found
+        except (BrokenProcessPool, TimeoutError):
+            self._end(pool, kill=True)  # died or stuck: the next call starts a new child
+            raise
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._pool is pool and self._timer is None:
+                    self._timer = threading.Timer(self.idle_seconds, self._end_if_idle, (pool,))
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _end_if_idle(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._running or self._pool is not pool:
+                return
+        self._end(pool)
+
+    def _end(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        if kill:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def pid(self) -> int | None:
+        """The child's process id while one runs (tests read it)."""
+        with self._lock:
+            processes = getattr(self._pool, "_processes", None) or {}
+            return next(iter(processes), None)
+
+
+def _lowest_priority() -> None:
+    try:
+        os.nice(19)
+    except (AttributeError, OSError):  # no nice() here: run at the usual priority
+        pass
+
+
+IMPORTANCE_PROCESS = ImportanceProcess()
+
+
 def importance_in_child(
     parameters: Sequence[Mapping[str, Any]],
     params: Sequence[Mapping[str, Any]],
     objective: Sequence[float],
 ) -> dict[str, Any] | None:
-    """`importance` computed in a short-lived process: scikit-learn and the forest (about
-    150 MB) never stay in the dashboard's memory, and the dashboard's threads keep the CPU
-    the fit does not take."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
-        found: dict[str, Any] | None = child.submit(
-            importance, list(parameters), list(params), list(objective)
-        ).result(timeout=600)
-        return found
+    """`importance` computed in the dashboard's `ImportanceProcess`."""
+    return IMPORTANCE_PROCESS.compute(parameters, params, objective)
 
 
 def pareto_front(objectives: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:

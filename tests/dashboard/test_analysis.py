@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 from tunewire.dashboard import analysis
@@ -44,6 +47,28 @@ def test_importance_needs_trials_with_different_results() -> None:
     assert analysis.importance(PARAMETERS, [{"lr": 0.1}] * 3, [1.0] * 3) is None
     same = [{"lr": 0.1 * (i + 1), "noise": 0.1} for i in range(8)]
     assert analysis.importance(PARAMETERS, same, [2.0] * 8) is None
+
+
+def test_importance_runs_in_one_low_priority_child_kept_while_work_comes() -> None:
+    rng = np.random.default_rng(2)
+    params = [
+        {"lr": float(10 ** rng.uniform(-4, 0)), "noise": float(rng.uniform())} for _ in range(40)
+    ]
+    objective = [np.log10(p["lr"]) ** 2 for p in params]
+    worker = analysis.ImportanceProcess(idle_seconds=1.0)
+    first = worker.compute(PARAMETERS[:2], params, objective)
+    child = worker.pid()
+    assert first is not None and first["parameters"][0] == "lr" and child is not None
+    # The lowest CPU priority: the server sharing the machine is served first.
+    assert os.getpriority(os.PRIO_PROCESS, child) == 19
+    assert worker.compute(PARAMETERS[:2], params, objective) == first
+    assert worker.pid() == child and worker.started == 1  # scikit-learn imported once
+    deadline = time.monotonic() + 30
+    while worker.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker.pid() is None  # ended after a second without work
+    assert worker.compute(PARAMETERS[:2], params, objective) == first
+    assert worker.started == 2
 
 
 def test_main_effects_of_a_tree_split_the_variance_exactly_for_an_additive_function() -> None:
