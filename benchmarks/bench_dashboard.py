@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_service import REPORTS_PER_TRIAL, SPEC, build_go_loader
-from benchmarks.common import append_results, cpu_seconds, free_port, peak_rss_mb
+from benchmarks.common import (
+    append_results,
+    cpu_seconds,
+    free_port,
+    peak_rss_mb,
+    tree_cpu_seconds,
+)
 from benchmarks.common import start_server_process as start_server
 from tunewire.dashboard.app import plotly_js
 
@@ -208,13 +214,22 @@ def follow_like_a_page(url: str, study: str, stop: threading.Event) -> int:
 
 
 def server_load(
-    target: str, server_pid: int, dash_url: str, loader: Path, seconds: float, rounds: int
+    target: str,
+    server_pid: int,
+    dash_pid: int,
+    dash_url: str,
+    loader: Path,
+    seconds: float,
+    rounds: int,
 ) -> dict[str, list[float]]:
-    """Report throughput and server CPU per 1,000 reports, alternating without and with a
-    dashboard following the loaded study."""
+    """Report throughput, server CPU per 1,000 reports and the dashboard's CPU seconds (its
+    importance child included), alternating without and with a dashboard following the
+    loaded study."""
     from tunewire.client import TuningClient
 
-    out: dict[str, list[float]] = {"off rps": [], "on rps": [], "off cpu": [], "on cpu": []}
+    out: dict[str, list[float]] = {
+        f"{mode} {what}": [] for mode in ("off", "on") for what in ("rps", "cpu", "dash")
+    }
     for k in range(rounds):
         for mode in ("off", "on") if k % 2 == 0 else ("on", "off"):
             study = f"load-{k}-{mode}"
@@ -225,7 +240,7 @@ def server_load(
             if mode == "on":
                 poller.start()
                 time.sleep(1.0)
-            cpu0 = cpu_seconds(server_pid)
+            cpu0, dash0 = cpu_seconds(server_pid), tree_cpu_seconds(dash_pid)
             done = subprocess.run(
                 [
                     str(loader),
@@ -246,6 +261,7 @@ def server_load(
                 check=True,
             )
             cpu = cpu_seconds(server_pid) - cpu0
+            out[f"{mode} dash"].append(tree_cpu_seconds(dash_pid) - dash0)
             stop.set()
             if mode == "on":
                 poller.join(30)
@@ -285,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             if loader is None:
                 rows.append(("server load at 64 workers", "not measured: no Go toolchain", "< 5%"))
             else:
-                load = server_load(target, server.pid, url, loader, seconds, rounds)
+                load = server_load(target, server.pid, dashboard.pid, url, loader, seconds, rounds)
                 off, on = statistics.median(load["off rps"]), statistics.median(load["on rps"])
                 rows.append(
                     (
@@ -299,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
                         "server CPU s per 1,000 reports, without / with",
                         f"{statistics.median(load['off cpu']):.3f} / "
                         f"{statistics.median(load['on cpu']):.3f}",
+                        "",
+                    )
+                )
+                rows.append(
+                    (
+                        "dashboard CPU s per round (its importance child included), without / with",
+                        f"{statistics.median(load['off dash']):.2f} / "
+                        f"{statistics.median(load['on dash']):.2f}",
                         "",
                     )
                 )

@@ -87,6 +87,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a live process and of its live descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, total = [pid], 0.0
+    while tree:
+        current = tree.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            continue
+        tree += [child for child, parent in parents.items() if parent == current]
+    return total
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of a live process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
