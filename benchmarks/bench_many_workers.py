@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 client, [tabular(t) for t in tables], [1], arms, seeds, args.budget
             )
             parts.append("Tabular tasks, one worker:\n\n" + tabular_table(tab, args.budget))
+            dump(tab, OUT / "bench_many_workers_tabular_runs.json")
         if results:
             plot(results)
     finally:
