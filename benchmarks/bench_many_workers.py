@@ -43,6 +43,7 @@ from benchmarks.simclock import (
     ARMS,
     Run,
     Task,
+    finishing_times,
     fmt,
     median_at_evaluations,
     run_clock,
@@ -122,7 +123,7 @@ def many_workers(
     for task in tasks:
         for arm in arms:
             for k in workers:
-                n = budget if k == 1 else int(round(budget * max(2.0, k**0.5)))
+                n = evaluations_for(k, budget)
                 runs = []
                 for seed in seeds:
                     session = ARMS[arm](client, task, seed, k)
@@ -181,6 +182,69 @@ def common_target_table(
             cells = [fmt(time_to_reach(by_k[k], target)) if k in by_k else "—" for k in ks]
             lines.append(f"| {task} | {fmt(target)} | {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def evaluations_for(k: int, budget: int) -> int:
+    """Evaluations a run of K workers gets: budget * K^(1/2), at least twice the budget."""
+    return budget if k == 1 else int(round(budget * max(2.0, k**0.5)))
+
+
+def finish_line_table(
+    results: dict[str, dict[str, dict[int, list[Run]]]],
+    seeds: int,
+    steps: Sequence[int] = (5, 10, 20, 30, 40),
+) -> str:
+    """Speed-up of K workers against one to one worker's median regret after m
+    evaluations, beside the ceiling of the simulated clock: the same ratio for an
+    optimiser that loses nothing by running in parallel (`finishing_times`)."""
+    ks = sorted({k for arms in results.values() for by_k in arms.values() for k in by_k} - {1})
+    lines = [
+        "| task | arm | " + " | ".join(f"m = {m}" for m in steps) + " |",
+        "|---|---|" + "---|" * len(steps),
+    ]
+    budget = max(steps)
+
+    def ceiling(m: int, k: int) -> float:
+        one = statistics.median(finishing_times(s, 1, budget)[m - 1] for s in range(seeds))
+        many = statistics.median(
+            finishing_times(s, k, evaluations_for(k, budget))[m - 1] for s in range(seeds)
+        )
+        return one / many
+
+    lines.append(
+        "| (any) | ceiling, "
+        + " / ".join(str(k) for k in ks)
+        + " workers | "
+        + " | ".join(" / ".join(f"{ceiling(m, k):.1f}x" for k in ks) for m in steps)
+        + " |"
+    )
+    for task, arms in results.items():
+        for arm, by_k in arms.items():
+            if 1 not in by_k:
+                continue
+            cells = []
+            for m in steps:
+                target = median_at_evaluations(by_k[1], m)
+                t1 = time_to_reach(by_k[1], target)
+                ratios = []
+                for k in ks:
+                    tk = time_to_reach(by_k[k], target) if k in by_k else None
+                    ratios.append(f"{t1 / tk:.1f}x" if t1 and tk else "—")
+                cells.append(" / ".join(ratios))
+            lines.append(f"| {task} | {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_runs(path: Path) -> dict[str, dict[str, dict[int, list[Run]]]]:
+    """What `dump` wrote."""
+    data = json.loads(path.read_text())
+    return {
+        task: {
+            arm: {int(k): [Run(**r) for r in runs] for k, runs in by_k.items()}
+            for arm, by_k in arms.items()
+        }
+        for task, arms in data.items()
+    }
 
 
 def dump(results: dict[str, dict[str, dict[int, list[Run]]]], path: Path) -> None:
@@ -263,7 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--finish-lines",
+        metavar="RUNS_JSON",
+        help="only print the speed-up by finish line of a workers run's dump "
+        "(benchmarks/out/bench_many_workers_runs.json)",
+    )
     args = parser.parse_args(argv)
+    if args.finish_lines:
+        runs = load_runs(Path(args.finish_lines))
+        n_seeds = min(
+            len(r) for arms in runs.values() for by_k in arms.values() for r in by_k.values()
+        )
+        print(finish_line_table(runs, n_seeds))
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore")
     logging.getLogger("optuna").setLevel(logging.ERROR)
@@ -310,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                 client, [synthetic(p) for p in problems], workers, arms, seeds, args.budget
             )
             parts.append("Many workers, simulated clock:\n\n" + text)
+            parts.append(
+                "Speed-up of K workers to one worker's median regret after m evaluations "
+                "(K = " + " / ".join(str(k) for k in workers if k != 1) + "), and the "
+                "simulated clock's ceiling:\n\n" + finish_line_table(results, len(seeds))
+            )
             parts.append(
                 "Simulated time to the best peer's one-worker median regret at "
                 f"{args.budget} evaluations (every arm, same finish line):\n\n"

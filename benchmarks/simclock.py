@@ -78,13 +78,35 @@ def tabular(table: TabularTask) -> Task:
     )
 
 
+def durations_of(seed: int, budget: int) -> np.ndarray:
+    """How long each evaluation of a run takes, in the order they are asked for."""
+    return np.random.default_rng([seed, 0xC10C]).uniform(0.5, 1.5, size=budget)
+
+
+def finishing_times(seed: int, workers: int, budget: int) -> list[float]:
+    """When the evaluations of a run finish, in order, with `run_clock`'s durations and
+    no time spent asking: what an optimiser that loses nothing by running in parallel
+    (its regret a function of the number of finished evaluations) would see."""
+    durations = durations_of(seed, budget)
+    running = [(float(durations[i]), i) for i in range(min(workers, budget))]
+    heapq.heapify(running)
+    asked, out = len(running), []
+    while running:
+        now, _ = heapq.heappop(running)
+        out.append(now)
+        if asked < budget:
+            heapq.heappush(running, (now + float(durations[asked]), asked))
+            asked += 1
+    return out
+
+
 def run_clock(session: Session, task: Task, seed: int, workers: int, budget: int) -> Run:
     """K workers on a simulated clock: each asks, trains for its evaluation's duration,
     tells, and asks again; the earliest to finish goes first. The regret of an evaluation
     is that of the best configuration found so far (for noisy tables, the configuration
     with the best observed value, scored by its mean)."""
     evaluate = task.evaluator(seed)
-    durations = np.random.default_rng([seed, 0xC10C]).uniform(0.5, 1.5, size=budget)
+    durations = durations_of(seed, budget)
     run = Run()
     running: list[tuple[float, int, int, Any, Params]] = []
     asked = 0

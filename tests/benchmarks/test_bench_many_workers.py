@@ -28,5 +28,10 @@ def test_bench_many_workers_quick_runs_every_section(
     assert "| 30 | 32 |" in out  # 30 completed, 32 running
     assert "| branin | tunewire gp | 4 |" in out
     assert (tmp_path / "plot.png").exists()
+    assert "| (any) | ceiling, 4 workers | " in out  # the simulated clock's bound
+    code = bench_many_workers.main(
+        ["--finish-lines", str(tmp_path / "out" / "bench_many_workers_runs.json")]
+    )
+    assert code == 0 and "| branin | tunewire gp | " in capsys.readouterr().out
     if "tabular" in sections:
         assert "| hpolib:naval_propulsion | tunewire gp |" in out
