@@ -12,10 +12,12 @@ parameter's importance is its share of the main effects, averaged over the trees
 
 from __future__ import annotations
 
+import atexit
 import math
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -162,6 +164,7 @@ class ImportanceProcess:
         self._running = 0
         self._timer: threading.Timer | None = None
         self.started = 0  # children started so far (tests read it)
+        self._at_exit = False
 
     def compute(
         self,
@@ -177,9 +180,13 @@ class ImportanceProcess:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lowest_priority,
+                    initializer=_child_start,
+                    initargs=(os.getpid(),),
                 )
                 self.started += 1
+                if not self._at_exit:
+                    atexit.register(self.close)
+                    self._at_exit = True
             pool = self._pool
             self._running += 1
         try:
@@ -213,6 +220,16 @@ class ImportanceProcess:
                 process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
+    def close(self) -> None:
+        """Ends the child now (the dashboard's exit does)."""
+        with self._lock:
+            pool = self._pool
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if pool is not None:
+            self._end(pool, kill=True)
+
     def pid(self) -> int | None:
         """The child's process id while one runs (tests read it)."""
         with self._lock:
@@ -220,11 +237,20 @@ class ImportanceProcess:
             return next(iter(processes), None)
 
 
-def _lowest_priority() -> None:
+def _child_start(parent: int) -> None:
+    """In the child: the lowest CPU priority, and an end of its own when the dashboard is
+    gone (killed, it cannot end its child, which would otherwise wait for work forever)."""
     try:
         os.nice(19)
     except (AttributeError, OSError):  # no nice() here: run at the usual priority
         pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 IMPORTANCE_PROCESS = ImportanceProcess()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -69,6 +72,36 @@ def test_importance_runs_in_one_low_priority_child_kept_while_work_comes() -> No
     assert worker.pid() is None  # ended after a second without work
     assert worker.compute(PARAMETERS[:2], params, objective) == first
     assert worker.started == 2
+
+
+def test_the_importance_child_ends_when_the_dashboard_is_killed() -> None:
+    script = (
+        "from tunewire.dashboard import analysis\n"
+        "params = [{'lr': 10 ** (-i / 10), 'noise': i % 3 / 3} for i in range(20)]\n"
+        "worker = analysis.ImportanceProcess()\n"
+        "worker.compute(analysis_parameters, params, [i % 7 for i in range(20)])\n"
+        "print(worker.pid(), flush=True)\n"
+        "import time; time.sleep(600)\n"
+    ).replace("analysis_parameters", repr(PARAMETERS[:2]))
+    dashboard = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert dashboard.stdout is not None
+        child = int(dashboard.stdout.readline())
+        assert os.getpriority(os.PRIO_PROCESS, child) == 19
+    finally:
+        dashboard.send_signal(signal.SIGKILL)  # no chance to end its child itself
+        dashboard.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:  # gone, or a zombie its new parent has not reaped yet
+            if open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the importance child outlived the dashboard")
 
 
 def test_main_effects_of_a_tree_split_the_variance_exactly_for_an_additive_function() -> None:
