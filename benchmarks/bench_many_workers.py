@@ -203,13 +203,15 @@ def finish_line_table(
         "|---|---|" + "---|" * len(steps),
     ]
     budget = max(steps)
+    # Each seed's finishing times, once per worker count (1 included).
+    finished = {
+        k: [finishing_times(s, k, evaluations_for(k, budget)) for s in range(seeds)]
+        for k in [1, *ks]
+    }
 
     def ceiling(m: int, k: int) -> float:
-        one = statistics.median(finishing_times(s, 1, budget)[m - 1] for s in range(seeds))
-        many = statistics.median(
-            finishing_times(s, k, evaluations_for(k, budget))[m - 1] for s in range(seeds)
-        )
-        return one / many
+        one = statistics.median(times[m - 1] for times in finished[1])
+        return one / statistics.median(times[m - 1] for times in finished[k])
 
     lines.append(
         "| (any) | ceiling, "

@@ -83,19 +83,24 @@ def remove_sqlite_file(path: Path) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a live process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state first, then the parent's id);
+    FileNotFoundError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """`cpu_seconds` of a live process and of its live descendants (Linux /proc)."""
     parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for folder in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(folder.name)] = int(stat_fields(int(folder.name))[1])
         except OSError:  # ended meanwhile
             continue
-        parents[int(stat.parent.name)] = int(fields[1])
     tree, total = [pid], 0.0
     while tree:
         current = tree.pop()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -94,9 +95,9 @@ def test_the_importance_child_ends_when_the_dashboard_is_killed() -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:  # gone, or a zombie its new parent has not reaped yet
-            if open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 break
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:
             break
         time.sleep(0.2)
     else:
