@@ -164,7 +164,7 @@ class ImportanceProcess:
         self._running = 0
         self._timer: threading.Timer | None = None
         self.started = 0  # children started so far (tests read it)
-        self._at_exit = False
+        atexit.register(self.close)
 
     def compute(
         self,
@@ -184,9 +184,6 @@ class ImportanceProcess:
                     initargs=(os.getpid(),),
                 )
                 self.started += 1
-                if not self._at_exit:
-                    atexit.register(self.close)
-                    self._at_exit = True
             pool = self._pool
             self._running += 1
         try:
